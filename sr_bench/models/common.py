@@ -1,0 +1,130 @@
+"""Building blocks shared by the EDSR family, laid out as in the official PyTorch port
+(sanghyun-son/EDSR-PyTorch ``src/model/common.py``) so that its state_dict keys load unchanged:
+``MeanShift`` is a frozen 1x1 conv, ``ResBlock.body`` is ``[conv, (BN), act, conv, (BN)]``, and
+``Upsampler`` is a ``Sequential`` of ``conv, PixelShuffle[, conv, PixelShuffle]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = [
+    "DIV2K_MEAN",
+    "conv",
+    "MeanShift",
+    "ResBlock",
+    "Upsampler",
+    "make_activation",
+    "upsampler_receptive_field",
+    "check_scale",
+]
+
+# Mean RGB of the DIV2K training images, as the official port uses it (PROTOCOL.md section 4).
+DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> nn.Conv2d:
+    """A 'same'-padded convolution (zero padding), stride 1."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+
+def make_activation(kind: str, channels: int) -> nn.Module:
+    """``"relu"`` (in place) or ``"prelu"`` (one slope per channel)."""
+    if kind == "relu":
+        return nn.ReLU(inplace=True)
+    if kind == "prelu":
+        return nn.PReLU(channels)
+    raise ValueError(f"activation must be 'relu' or 'prelu', got {kind!r}")
+
+
+class MeanShift(nn.Conv2d):
+    """Subtract (``sign=-1``) or add (``sign=+1``) ``rgb_range * mean`` per channel.
+
+    A frozen 1x1 convolution, exactly as in the official port, so ``sub_mean.weight`` /
+    ``sub_mean.bias`` are in the state_dict and official checkpoints load strictly.
+    """
+
+    def __init__(
+        self,
+        rgb_range: float = 255.0,
+        rgb_mean: tuple[float, float, float] = DIV2K_MEAN,
+        rgb_std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        sign: int = -1,
+    ) -> None:
+        super().__init__(3, 3, kernel_size=1)
+        std = torch.tensor(rgb_std)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(3).view(3, 3, 1, 1) / std.view(3, 1, 1, 1))
+            self.bias.copy_(sign * rgb_range * torch.tensor(rgb_mean) / std)
+        for p in self.parameters():
+            p.requires_grad = False
+
+
+class ResBlock(nn.Module):
+    """``out = x + res_scale * body(x)``, body = conv, [BN], act, conv, [BN]."""
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        *,
+        batch_norm: bool = False,
+        act: str = "relu",
+        res_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(2):
+            layers.append(conv(filters, filters, kernel_size))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(filters))
+            if i == 0:
+                layers.append(make_activation(act, filters))
+        self.body = nn.Sequential(*layers)
+        self.res_scale = float(res_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        res = self.body(x)
+        if self.res_scale == 1.0:
+            return res.add_(x)
+        # one fused op: x + res_scale * res (same value as the official res.mul(s) += x)
+        return torch.add(x, res, alpha=self.res_scale)
+
+
+def check_scale(scale: int) -> int:
+    """Scales the sub-pixel upsampler supports: 3 and powers of two."""
+    if not isinstance(scale, int) or isinstance(scale, bool):
+        raise TypeError(f"scale must be an int, got {scale!r}")
+    if scale != 3 and (scale < 2 or scale & (scale - 1)):
+        raise ValueError(f"the sub-pixel upsampler supports x3 and powers of two, got x{scale}")
+    return scale
+
+
+class Upsampler(nn.Sequential):
+    """Sub-pixel upsampling: ``log2(s)`` stages of conv(F -> 4F) + PixelShuffle(2), or one
+    conv(F -> 9F) + PixelShuffle(3). ``act`` (SRResNet) adds an activation after each shuffle;
+    the EDSR family has none."""
+
+    def __init__(self, scale: int, filters: int, *, act: str | None = None) -> None:
+        check_scale(scale)
+        layers: list[nn.Module] = []
+        factors = [3] if scale == 3 else [2] * int(math.log2(scale))
+        for f in factors:
+            layers.append(conv(filters, f * f * filters, 3))
+            layers.append(nn.PixelShuffle(f))
+            if act is not None:
+                layers.append(make_activation(act, filters))
+        super().__init__(*layers)
+
+
+def upsampler_receptive_field(scale: int) -> float:
+    """Radius, in LR pixels, added by :class:`Upsampler` (3x3 convs at each stage's resolution)."""
+    factors = [3] if scale == 3 else [2] * int(math.log2(scale))
+    radius, resolution = 0.0, 1
+    for f in factors:
+        radius += 1.0 / resolution
+        resolution *= f
+    return radius

@@ -1,0 +1,264 @@
+"""EDSR and MDSR (Lim et al., CVPRW 2017), with the official PyTorch port's state_dict layout.
+
+Keys (PROTOCOL.md section 4): ``sub_mean.*``, ``add_mean.*``, ``head.0.*``,
+``body.{i}.body.{0,2}.*`` (i < blocks), ``body.{blocks}.*``; EDSR ``tail.0.{0,2}.*`` (upsampler)
+and ``tail.1.*``; MDSR ``pre_process.{k}.{0,1}.body.{0,2}.*``, ``upsample.{k}.*`` and ``tail.0.*``
+with k following the scales (2, 3, 4). With ``batch_norm=True`` (the ablation) the blocks become
+``conv, BN, ReLU, conv, BN`` as in the official ``ResBlock(bn=True)``.
+
+Range: inputs and outputs are 0..1; inside, the network works on 0..``rgb_range`` (255), where
+the official weights live.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from sr_bench.models.common import (
+    DIV2K_MEAN,
+    MeanShift,
+    ResBlock,
+    Upsampler,
+    check_scale,
+    conv,
+    upsampler_receptive_field,
+)
+from sr_bench.models.registry import ModelSpec, register_model
+
+__all__ = ["EDSR", "MDSR", "edsr_baseline", "edsr", "mdsr_baseline", "mdsr"]
+
+
+def _check_single_scale(model_scale: int, scale: int | None) -> None:
+    if scale is not None and scale != model_scale:
+        raise ValueError(f"this model is built for x{model_scale}; got scale={scale}")
+
+
+class EDSR(nn.Module):
+    """Single-scale EDSR: mean shift, head conv, ``blocks`` ResBlocks + conv with a global skip,
+    sub-pixel upsampler, tail conv, mean shift back.
+
+    Args:
+        scale: upscaling factor (3 or a power of two).
+        blocks: residual blocks (16 baseline, 32 EDSR).
+        filters: feature maps (64 baseline, 256 EDSR).
+        res_scale: residual scaling (1 baseline, 0.1 EDSR).
+        batch_norm: add BN to the residual blocks (ablation; official models have none). As in the
+            official port, the upsampler never has BN.
+        rgb_range: the internal pixel range of the weights (255 for the official checkpoints).
+    """
+
+    def __init__(
+        self,
+        scale: int = 2,
+        *,
+        blocks: int = 16,
+        filters: int = 64,
+        res_scale: float = 1.0,
+        batch_norm: bool = False,
+        rgb_range: float = 255.0,
+    ) -> None:
+        super().__init__()
+        self.scale = check_scale(scale)
+        self.scales = (scale,)
+        self.rgb_range = float(rgb_range)
+        self.sub_mean = MeanShift(rgb_range, DIV2K_MEAN, sign=-1)
+        self.head = nn.Sequential(conv(3, filters, 3))
+        body: list[nn.Module] = [
+            ResBlock(filters, 3, batch_norm=batch_norm, res_scale=res_scale) for _ in range(blocks)
+        ]
+        body.append(conv(filters, filters, 3))
+        self.body = nn.Sequential(*body)
+        self.tail = nn.Sequential(Upsampler(scale, filters), conv(filters, 3, 3))
+        self.add_mean = MeanShift(rgb_range, DIV2K_MEAN, sign=1)
+        # head + 2 per block + body conv + upsampler + tail conv at HR resolution
+        self.receptive_field = math.ceil(1 + 2 * blocks + 1 + upsampler_receptive_field(scale) + 1 / scale)
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        _check_single_scale(self.scale, scale)
+        x = self.sub_mean(x * self.rgb_range)
+        x = self.head(x)
+        res = self.body(x)
+        res = res.add_(x)
+        x = self.tail(res)
+        return self.add_mean(x) / self.rgb_range
+
+
+class MDSR(nn.Module):
+    """Multi-scale EDSR: per-scale pre-processing (two 5x5 ResBlocks) and upsampler around a
+    shared body. ``forward(x, scale)`` runs only that scale's modules, so only they get gradients.
+
+    Args:
+        scales: the scales served, in the order of the module lists (official: 2, 3, 4).
+        blocks: shared residual blocks (16 baseline, 80 MDSR).
+        filters: feature maps (64).
+        res_scale, batch_norm, rgb_range: as for :class:`EDSR`.
+    """
+
+    def __init__(
+        self,
+        scales: tuple[int, ...] = (2, 3, 4),
+        *,
+        blocks: int = 16,
+        filters: int = 64,
+        res_scale: float = 1.0,
+        batch_norm: bool = False,
+        rgb_range: float = 255.0,
+    ) -> None:
+        super().__init__()
+        self.scales = tuple(check_scale(s) for s in scales)
+        if len(set(self.scales)) != len(self.scales):
+            raise ValueError(f"duplicate scales {scales}")
+        self.rgb_range = float(rgb_range)
+        self.sub_mean = MeanShift(rgb_range, DIV2K_MEAN, sign=-1)
+        self.head = nn.Sequential(conv(3, filters, 3))
+        self.pre_process = nn.ModuleList(
+            nn.Sequential(
+                ResBlock(filters, 5, batch_norm=batch_norm, res_scale=res_scale),
+                ResBlock(filters, 5, batch_norm=batch_norm, res_scale=res_scale),
+            )
+            for _ in self.scales
+        )
+        body: list[nn.Module] = [
+            ResBlock(filters, 3, batch_norm=batch_norm, res_scale=res_scale) for _ in range(blocks)
+        ]
+        body.append(conv(filters, filters, 3))
+        self.body = nn.Sequential(*body)
+        self.upsample = nn.ModuleList(Upsampler(s, filters) for s in self.scales)
+        self.tail = nn.Sequential(conv(filters, 3, 3))
+        self.add_mean = MeanShift(rgb_range, DIV2K_MEAN, sign=1)
+        # head + 2 ResBlocks of two 5x5 convs + 2 per block + body conv + upsampler + tail
+        self.receptive_field = max(
+            math.ceil(1 + 8 + 2 * blocks + 1 + upsampler_receptive_field(s) + 1 / s) for s in self.scales
+        )
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        if scale is None:
+            raise ValueError(f"MDSR serves scales {self.scales}: pass scale=, e.g. model(x, scale=2)")
+        try:
+            k = self.scales.index(scale)
+        except ValueError:
+            raise ValueError(f"this MDSR serves scales {self.scales}; got scale={scale}") from None
+        x = self.sub_mean(x * self.rgb_range)
+        x = self.head(x)
+        x = self.pre_process[k](x)
+        res = self.body(x)
+        res = res.add_(x)
+        x = self.upsample[k](res)
+        x = self.tail(x)
+        return self.add_mean(x) / self.rgb_range
+
+
+_EDSR_NOTE = (
+    "Keys and parameter counts follow the official PyTorch port, so its checkpoints load strictly; "
+    "inputs/outputs 0..1, 0..255 inside (DIV2K mean shift as frozen 1x1 convs)."
+)
+
+
+@register_model(
+    ModelSpec(
+        name="edsr-baseline",
+        family="edsr",
+        blocks=16,
+        filters=64,
+        res_scale=None,
+        batch_norm=False,
+        loss="l1",
+        scales=(2, 3, 4),
+        multi_scale=False,
+        receptive_field=36,
+        paper_params="1.5M",
+        description="The paper's single-scale baseline: 16 ResBlocks (conv-ReLU-conv, no BN), 64 filters. " + _EDSR_NOTE,
+    )
+)
+def edsr_baseline(
+    scale: int = 2, *, blocks: int = 16, filters: int = 64, res_scale: float = 1.0, batch_norm: bool = False
+) -> EDSR:
+    """EDSR baseline (Table 1 'Baseline (single-scale)'): 16 x 64, no residual scaling."""
+    return EDSR(scale, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm)
+
+
+@register_model(
+    ModelSpec(
+        name="edsr",
+        family="edsr",
+        blocks=32,
+        filters=256,
+        res_scale=0.1,
+        batch_norm=False,
+        loss="l1",
+        scales=(2, 3, 4),
+        multi_scale=False,
+        receptive_field=68,
+        paper_params="43M",
+        description="EDSR: 32 ResBlocks of 256 filters with residual scaling 0.1, no BN. " + _EDSR_NOTE,
+    )
+)
+def edsr(
+    scale: int = 2, *, blocks: int = 32, filters: int = 256, res_scale: float = 0.1, batch_norm: bool = False
+) -> EDSR:
+    """EDSR (Table 1 'EDSR'): 32 x 256, residual scaling 0.1."""
+    return EDSR(scale, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm)
+
+
+@register_model(
+    ModelSpec(
+        name="mdsr-baseline",
+        family="mdsr",
+        blocks=16,
+        filters=64,
+        res_scale=None,
+        batch_norm=False,
+        loss="l1",
+        scales=(2, 3, 4),
+        multi_scale=True,
+        receptive_field=44,
+        paper_params="3.2M",
+        description="The paper's multi-scale baseline: per-scale 5x5 pre-processing blocks and upsamplers "
+        "around 16 shared ResBlocks of 64 filters. " + _EDSR_NOTE,
+    )
+)
+def mdsr_baseline(
+    scale: int | None = None,
+    *,
+    scales: tuple[int, ...] = (2, 3, 4),
+    blocks: int = 16,
+    filters: int = 64,
+    res_scale: float = 1.0,
+    batch_norm: bool = False,
+) -> MDSR:
+    """MDSR baseline (Table 1 'Baseline (multi-scale)'). ``scale`` is only checked by
+    :func:`~sr_bench.models.create`; the model serves all of ``scales``."""
+    return MDSR(scales, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm)
+
+
+@register_model(
+    ModelSpec(
+        name="mdsr",
+        family="mdsr",
+        blocks=80,
+        filters=64,
+        res_scale=None,
+        batch_norm=False,
+        loss="l1",
+        scales=(2, 3, 4),
+        multi_scale=True,
+        receptive_field=172,
+        paper_params="8.0M",
+        description="MDSR: 80 shared ResBlocks of 64 filters, per-scale 5x5 pre-processing and upsamplers. "
+        + _EDSR_NOTE,
+    )
+)
+def mdsr(
+    scale: int | None = None,
+    *,
+    scales: tuple[int, ...] = (2, 3, 4),
+    blocks: int = 80,
+    filters: int = 64,
+    res_scale: float = 1.0,
+    batch_norm: bool = False,
+) -> MDSR:
+    """MDSR (Table 1 'MDSR'): 80 x 64, multi-scale."""
+    return MDSR(scales, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm)

@@ -1,0 +1,157 @@
+"""Super-resolve your own images (no ground truth, no metrics).
+
+    python -m sr_bench.upscale --weights edsr-x4 photo.png --out sr/
+    python -m sr_bench.upscale --model edsr-baseline --weights my_run/last.pt --scale 2 imgs/ --out sr/
+    python -m sr_bench.upscale --model bicubic --scale 3 a.png b.jpg --out sr/ --self-ensemble
+
+``--weights`` takes a registered name (downloaded once into the torch hub cache, hash-checked) or
+a local file (official ``.pt``, sr_bench training checkpoint, ``.safetensors``). Without it, a
+model with parameters uses its published weights for that scale when there are any. Gray images
+are replicated to RGB for RGB models, and the result is written gray (mean of the three output
+channels). Outputs are PNGs named ``<stem>_x<scale>.png``, written
+atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from sr_bench import models
+from sr_bench.images import IMAGE_EXTENSIONS, ImageError, read_image, to_image, to_tensor, write_image
+from sr_bench.inference import parse_dtype, prepare_model, super_resolve
+from sr_bench.weights import WeightsError, get_weights, load_weights, weights_for, weights_names
+
+__all__ = ["main", "build_parser", "collect_images", "resolve_model"]
+
+
+class UsageError(ValueError):
+    """A command line that cannot work; the message says how to fix it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sr_bench.upscale",
+        description="Super-resolve your own images with a registered model.",
+        epilog=f"models: {', '.join(models.names())}; registered weights: {', '.join(weights_names())}",
+    )
+    p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--model", help="registry name (optional when --weights is a registered name)")
+    p.add_argument("--weights", help="registered weights name or a local file")
+    p.add_argument("--scale", type=int, help="upscaling factor (implied by single-scale weights)")
+    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flip/transpose transforms (EDSR+)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    p.add_argument("--tile", type=int, default=None, help="LR tile size (tiles overlap by the receptive field)")
+    p.add_argument("--memory-budget", default=None, help="size tiles to fit this much memory, e.g. 4GB")
+    return p
+
+
+def collect_images(paths: list[Path]) -> list[Path]:
+    """Files as given, plus the images directly inside given folders (sorted)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise UsageError(f"{p}: no images inside (looked for {', '.join(IMAGE_EXTENSIONS)})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise UsageError(f"{p}: no such file or folder")
+    return out
+
+
+def resolve_model(model: str | None, weights: str | None, scale: int | None) -> tuple[str, int, str | None]:
+    """(registry name, scale, weights source) from the command line, or a :class:`UsageError`."""
+    spec_w = None
+    if weights is not None:
+        try:
+            spec_w = get_weights(weights)
+        except WeightsError:
+            if not Path(weights).expanduser().is_file():
+                raise
+    if spec_w is not None:
+        if model is not None and model != spec_w.arch:
+            raise UsageError(f"--weights {weights} is for {spec_w.arch!r}, not --model {model!r}")
+        model = spec_w.arch
+        if spec_w.scale is not None:
+            if scale is not None and scale != spec_w.scale:
+                raise UsageError(f"--weights {weights} is a x{spec_w.scale} model; drop --scale {scale} or pick other weights")
+            scale = spec_w.scale
+    if model is None:
+        raise UsageError("pass --model (or --weights with a registered name)")
+    spec = models.get_spec(model)
+    if scale is None:
+        if len(spec.scales) == 1:
+            scale = spec.scales[0]
+        else:
+            raise UsageError(f"pass --scale, one of {spec.scales}")
+    with torch.device("meta"):  # only to ask whether it has parameters: allocates nothing
+        has_params = any(True for _ in models.create(model, scale=scale).parameters())
+    if weights is None and has_params:
+        found = weights_for(model, scale)
+        if not found:
+            raise UsageError(
+                f"{model} x{scale} has no published weights: pass --weights with a file you trained "
+                f"(e.g. from sr_bench.train) or pick a model with published weights ({', '.join(weights_names())})"
+            )
+        weights = found[0].name
+    return model, scale, weights
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        name, scale, weights = resolve_model(args.model, args.weights, args.scale)
+        images = collect_images(args.images)
+        stems = [p.stem for p in images]
+        dupes = sorted({s for s in stems if stems.count(s) > 1})
+        if dupes:
+            raise UsageError(f"several inputs share the name(s) {', '.join(dupes)}; their outputs would collide")
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda, but this torch has no usable CUDA device; use --device cpu")
+        model = models.create(name, scale=scale)
+        if weights is not None:
+            info = load_weights(model, weights)
+            print(f"weights: {info.path} (sha256 {info.sha256[:12]}…)", file=sys.stderr)
+        model = prepare_model(model, device, parse_dtype(args.dtype))
+    except (UsageError, WeightsError, FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    channels = getattr(model, "in_channels", 3)  # None: any (bicubic)
+    for path in images:
+        try:
+            img = read_image(path)
+        except ImageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        lr = to_tensor(img, device)
+        gray = lr.shape[1] == 1
+        if channels == 3 and gray:
+            lr = lr.expand(-1, 3, -1, -1)
+        elif channels == 1 and lr.shape[1] == 3:
+            print(f"error: {path}: {name} takes one channel; convert the image to grayscale first", file=sys.stderr)
+            return 1
+        t0 = time.perf_counter()
+        sr = super_resolve(
+            model, lr, scale, self_ensemble=args.self_ensemble, tile=args.tile, memory_budget=args.memory_budget
+        )
+        if gray and sr.shape[1] == 3:
+            sr = sr.mean(dim=1, keepdim=True)  # gray in, gray out
+        dst = args.out / f"{path.stem}_x{scale}.png"
+        write_image(dst, to_image(sr))
+        h, w = img.shape[:2]
+        print(f"{path} ({w}x{h}) -> {dst} ({w * scale}x{h * scale}, {time.perf_counter() - t0:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

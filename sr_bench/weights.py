@@ -1,0 +1,578 @@
+"""Published weights beside the models, and strict, explained loading.
+
+* :class:`WeightsSpec` registry: the official EDSR/MDSR checkpoints (URL, file name, sha256
+  prefix, the architecture they fit, the paper's Table 3 column).
+* :func:`resolve_weights`: ``--weights NAME|PATH``. A path is used as it is; a registered name is
+  downloaded once into ``torch.hub.get_dir()/checkpoints`` with its hash checked (a cached file
+  is re-hashed every time: a truncated cache is never trusted).
+* :func:`load_weights`: reads official ``.pt`` state_dicts, sr_bench training checkpoints
+  (``{"model": state_dict, ...}``) and ``.safetensors`` with ``torch.load(weights_only=True)``,
+  and loads **strictly**. A checkpoint that does not fit is explained by inferring both
+  architectures ("checkpoint has 32 residual blocks x 256 filters, x4 upsampler; the model has
+  16 x 64, x2: did you mean create('edsr', scale=4)?"), never by a wall of missing keys.
+* :func:`partial_load`: the x2 -> x3/x4 warm start; it names every key it loads and leaves.
+* :func:`export_safetensors`: atomic export.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import logging
+import os
+import re
+import urllib.error
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sr_bench.images import atomic_write
+from sr_bench.models import registry
+
+__all__ = [
+    "WeightsSpec",
+    "WeightsInfo",
+    "ArchSummary",
+    "PartialLoad",
+    "WeightsError",
+    "WeightsMismatchError",
+    "WeightsDownloadError",
+    "register_weights",
+    "get_weights",
+    "weights_names",
+    "weights_for",
+    "resolve_weights",
+    "read_state_dict",
+    "describe_state_dict",
+    "check_state_dict",
+    "load_weights",
+    "partial_load",
+    "export_safetensors",
+    "sha256_file",
+    "OFFICIAL_BASE_URL",
+]
+
+log = logging.getLogger(__name__)
+
+OFFICIAL_BASE_URL = "https://cv.snu.ac.kr/research/EDSR/models/"
+
+
+class WeightsError(RuntimeError):
+    """A weights file that cannot be used; the message says why and what to do."""
+
+
+class WeightsMismatchError(WeightsError):
+    """A checkpoint whose architecture differs from the model's."""
+
+
+class WeightsDownloadError(WeightsError):
+    """A registered checkpoint that could not be downloaded (no network, site down, bad hash)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The registry of published weights
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A published checkpoint.
+
+    Attributes:
+        name: registry name, e.g. ``"edsr-baseline-x2"``.
+        arch: the model registry name it fits (``sr_bench.models.create(arch, scale=...)``).
+        scales: the scales it serves (one for single-scale models).
+        urls: where to download it, tried in order.
+        file_name: the official file name (it ends in the sha256 prefix).
+        sha256_prefix: the first hex digits of the file's sha256.
+        paper_column: the ``method`` of ``baselines/table3.csv`` these weights should reproduce
+            (``"EDSR"``, ``"MDSR"``), or None for baselines whose numbers are only in table2.csv.
+        table2_column: the ``method`` of ``baselines/table2.csv``, or None.
+        protocol: the evaluation protocol the paper's numbers use (``"paper"``).
+        source: who published it, under which licence.
+    """
+
+    name: str
+    arch: str
+    scales: tuple[int, ...]
+    urls: tuple[str, ...]
+    file_name: str
+    sha256_prefix: str
+    paper_column: str | None
+    table2_column: str | None = None
+    protocol: str = "paper"
+    source: str = "sanghyun-son/EDSR-PyTorch (MIT licence), trained on DIV2K 0001-0800"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9a-f]{8,64}", self.sha256_prefix):
+            raise ValueError(f"{self.name}: sha256_prefix must be lowercase hex, got {self.sha256_prefix!r}")
+
+    @property
+    def scale(self) -> int | None:
+        """The scale of single-scale weights, None for multi-scale ones."""
+        return self.scales[0] if len(self.scales) == 1 else None
+
+    def create_model(self) -> nn.Module:
+        """A freshly initialised model of the architecture these weights fit."""
+        return registry.create(self.arch, scale=self.scale)
+
+
+_WEIGHTS: dict[str, WeightsSpec] = {}
+
+
+def register_weights(spec: WeightsSpec) -> WeightsSpec:
+    """Add ``spec`` to the registry (duplicate names and unknown architectures are errors)."""
+    if spec.name in _WEIGHTS:
+        raise ValueError(f"weights {spec.name!r} are already registered")
+    registry.get_spec(spec.arch)  # raises for an unknown architecture
+    _WEIGHTS[spec.name] = spec
+    return spec
+
+
+def _official(
+    name: str, arch: str, scales: tuple[int, ...], file_name: str, paper: str | None, table2: str | None
+) -> WeightsSpec:
+    prefix = file_name.rsplit("-", 1)[1].split(".")[0]
+    return register_weights(
+        WeightsSpec(
+            name=name,
+            arch=arch,
+            scales=scales,
+            urls=(OFFICIAL_BASE_URL + file_name,),
+            file_name=file_name,
+            sha256_prefix=prefix,
+            paper_column=paper,
+            table2_column=table2,
+        )
+    )
+
+
+for _s, _f in ((2, "edsr_baseline_x2-1bc95232.pt"), (3, "edsr_baseline_x3-abf2a44e.pt"), (4, "edsr_baseline_x4-6b446fab.pt")):
+    _official(f"edsr-baseline-x{_s}", "edsr-baseline", (_s,), _f, None, "Baseline (single-scale)")
+for _s, _f in ((2, "edsr_x2-0edfb8a3.pt"), (3, "edsr_x3-ea3ef2c6.pt"), (4, "edsr_x4-4f62e9ef.pt")):
+    _official(f"edsr-x{_s}", "edsr", (_s,), _f, "EDSR", "EDSR")
+_official("mdsr-baseline", "mdsr-baseline", (2, 3, 4), "mdsr_baseline-a00cab12.pt", None, "Baseline (multi-scale)")
+_official("mdsr", "mdsr", (2, 3, 4), "mdsr-4a78bedf.pt", "MDSR", "MDSR")
+del _s, _f
+
+
+def weights_names(pattern: str | None = None) -> list[str]:
+    """Registered weights names, sorted; ``pattern`` is a shell-style filter."""
+    out = sorted(_WEIGHTS)
+    return out if pattern is None else [n for n in out if fnmatch.fnmatchcase(n, pattern)]
+
+
+def get_weights(name: str) -> WeightsSpec:
+    """The :class:`WeightsSpec` registered under ``name``; unknown names list close matches."""
+    try:
+        return _WEIGHTS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_WEIGHTS), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise WeightsError(
+            f"unknown weights {name!r}{hint} (registered: {', '.join(sorted(_WEIGHTS))}); "
+            f"to load a local file pass its path"
+        ) from None
+
+
+def weights_for(arch: str, scale: int | None = None) -> list[WeightsSpec]:
+    """Registered weights that fit architecture ``arch`` (and serve ``scale``, when given)."""
+    return [w for w in _WEIGHTS.values() if w.arch == arch and (scale is None or scale in w.scales)]
+
+
+# --------------------------------------------------------------------------------------------
+# Resolving and reading files
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _looks_like_path(source: str) -> bool:
+    return (
+        os.sep in source
+        or (os.altsep is not None and os.altsep in source)
+        or source.endswith((".pt", ".pth", ".safetensors", ".ckpt", ".bin"))
+        or source.startswith((".", "~"))
+    )
+
+
+def default_cache_dir() -> Path:
+    """Where registered weights are downloaded: ``torch.hub.get_dir()/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def resolve_weights(
+    source: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, progress: bool = True
+) -> tuple[Path, WeightsSpec | None]:
+    """Turn ``--weights NAME|PATH`` into a local file.
+
+    Returns:
+        (path, spec): ``spec`` is the registered :class:`WeightsSpec` when ``source`` is a name.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        WeightsError: an unknown name.
+        WeightsDownloadError: a name whose file could not be downloaded or fails its hash.
+    """
+    if isinstance(source, os.PathLike) or _looks_like_path(str(source)) or Path(source).is_file():
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+        return path, None
+    spec = get_weights(str(source))
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    dst = cache / spec.file_name
+    if dst.is_file():
+        if sha256_file(dst).startswith(spec.sha256_prefix):
+            return dst, spec
+        log.warning("%s: cached file fails its sha256 check (truncated?); downloading it again", dst)
+        dst.unlink()
+    cache.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for url in spec.urls:
+        try:
+            torch.hub.download_url_to_file(url, str(dst), hash_prefix=spec.sha256_prefix, progress=progress)
+            return dst, spec
+        except RuntimeError as e:  # torch.hub: "invalid hash value"
+            errors.append(f"{url}: {e}")
+        except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
+            errors.append(f"{url}: {getattr(e, 'reason', e)}")
+    raise WeightsDownloadError(
+        f"cannot download weights {spec.name!r}: {'; '.join(errors)}.\n"
+        f"Download {spec.file_name} yourself (e.g. curl -L -o {spec.file_name} {spec.urls[0]}; "
+        f"its sha256 starts with {spec.sha256_prefix}) and pass the file: --weights /path/to/{spec.file_name}, "
+        f"or put it at {dst} so that the name {spec.name!r} resolves offline."
+    )
+
+
+def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], str, dict[str, object]]:
+    """Read a weights file on the CPU.
+
+    Returns:
+        (state_dict, format, metadata): format is ``"state_dict"`` (an official ``.pt``: a plain
+        state_dict), ``"sr_bench-checkpoint"`` (a training checkpoint ``{"model": state_dict,
+        ...}``; metadata holds its other plain entries) or ``"safetensors"`` (metadata is the
+        file's string metadata).
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path), device="cpu")
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+        except Exception as e:  # safetensors raises its own error types
+            raise WeightsError(f"{path}: not a readable safetensors file ({e})") from e
+        return state, "safetensors", meta
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle / zip errors, or objects weights_only refuses
+        raise WeightsError(
+            f"{path}: cannot be read with torch.load(weights_only=True) ({type(e).__name__}: {e}). "
+            f"sr_bench reads plain state_dicts, {{'model': state_dict}} training checkpoints and .safetensors"
+        ) from e
+    if _is_state_dict(obj):
+        return dict(obj), "state_dict", {}
+    if isinstance(obj, Mapping) and "model" in obj and _is_state_dict(obj["model"]):
+        meta = {k: v for k, v in obj.items() if k != "model" and isinstance(v, (int, float, str, bool, type(None)))}
+        return dict(obj["model"]), "sr_bench-checkpoint", meta
+    what = f"a dict with keys {sorted(map(str, obj))[:8]}" if isinstance(obj, Mapping) else type(obj).__name__
+    raise WeightsError(
+        f"{path}: holds {what}, not a state_dict; expected a plain state_dict or a training checkpoint "
+        f"{{'model': state_dict, ...}}"
+    )
+
+
+def _is_state_dict(obj: object) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Explaining what a state_dict is
+
+
+@dataclass(frozen=True)
+class ArchSummary:
+    """The architecture a state_dict describes, as far as its keys and shapes tell."""
+
+    family: str | None  # "edsr" | "mdsr" | "srresnet" | "vdsr" | None (unrecognised)
+    blocks: int | None = None
+    filters: int | None = None
+    scales: tuple[int, ...] = ()
+    batch_norm: bool = False
+    in_channels: int | None = None
+    head_kernel: int | None = None
+
+    def __str__(self) -> str:
+        if self.family is None:
+            return "an unrecognised layout"
+        if self.family == "vdsr":
+            return f"VDSR-style, {self.blocks} conv layers x {self.filters} filters, {self.in_channels} channel(s)"
+        ups = "/".join(f"x{s}" for s in self.scales) or "no"
+        kind = {"edsr": "EDSR-style", "mdsr": "MDSR-style multi-scale", "srresnet": "SRResNet-style"}[self.family]
+        bn = "with BN" if self.batch_norm else "no BN"
+        return f"{self.blocks} residual blocks x {self.filters} filters, {ups} upsampler{'s' if len(self.scales) > 1 else ''} ({kind}, {bn})"
+
+
+def _upsampler_scale(state: Mapping[str, torch.Tensor], prefix: str) -> int | None:
+    """Scale of an ``Upsampler`` stored under ``prefix`` (conv F->4F per x2 stage, F->9F for x3)."""
+    convs = sorted(
+        int(m.group(1))
+        for k in state
+        if (m := re.fullmatch(re.escape(prefix) + r"(\d+)\.weight", k)) and state[k].ndim == 4
+    )
+    if not convs:
+        return None
+    scale = 1
+    for j in convs:
+        w = state[f"{prefix}{j}.weight"]
+        ratio = w.shape[0] // max(w.shape[1], 1)
+        r = round(ratio**0.5)
+        if r * r != ratio or r < 2:
+            return None
+        scale *= r
+    return scale
+
+
+def describe_state_dict(state: Mapping[str, torch.Tensor]) -> ArchSummary:
+    """Infer the architecture of an EDSR / MDSR / SRResNet / VDSR state_dict from its keys."""
+    keys = set(state)
+    blocks = len({m.group(1) for k in keys if (m := re.fullmatch(r"body\.(\d+)\.body\.0\.weight", k))})
+    bn = "body.0.body.1.running_mean" in keys
+    head = state.get("head.0.weight")
+    if head is None:
+        if "body.0.weight" in keys and "tail.0.weight" not in keys:  # VDSR: plain conv stack
+            convs = [k for k in keys if re.fullmatch(r"body\.\d+\.weight", k) and state[k].ndim == 4]
+            w = state["body.0.weight"]
+            return ArchSummary("vdsr", blocks=len(convs), filters=w.shape[0], in_channels=w.shape[1], head_kernel=w.shape[-1])
+        return ArchSummary(None)
+    filters, in_channels, head_kernel = head.shape[0], head.shape[1], head.shape[-1]
+    if any(k.startswith("pre_process.") for k in keys):
+        ks = sorted({int(m.group(1)) for k in keys if (m := re.match(r"upsample\.(\d+)\.", k))})
+        scales = tuple(s for k in ks if (s := _upsampler_scale(state, f"upsample.{k}.")) is not None)
+        return ArchSummary("mdsr", blocks, filters, scales, bn, in_channels, head_kernel)
+    scale = _upsampler_scale(state, "tail.0.")
+    family = "srresnet" if head_kernel != 3 or f"body.{blocks + 1}.running_mean" in keys else "edsr"
+    return ArchSummary(family, blocks, filters, (scale,) if scale else (), bn, in_channels, head_kernel)
+
+
+def _suggest(summary: ArchSummary) -> str | None:
+    """A ``create(...)`` call for a registered model whose defaults match ``summary``."""
+    for name in registry.names():
+        spec = registry.get_spec(name)
+        if (
+            spec.family == summary.family
+            and spec.blocks == summary.blocks
+            and spec.filters == summary.filters
+            and spec.batch_norm == summary.batch_norm
+        ):
+            if spec.multi_scale:
+                return f"create({name!r})"
+            if len(summary.scales) == 1:
+                return f"create({name!r}, scale={summary.scales[0]})"
+    if summary.family in ("edsr", "mdsr", "srresnet") and summary.blocks:
+        name = {"edsr": "edsr-baseline", "mdsr": "mdsr-baseline", "srresnet": "srresnet"}[summary.family]
+        extra = "" if summary.family == "mdsr" or not summary.scales else f"scale={summary.scales[0]}, "
+        return f"create({name!r}, {extra}blocks={summary.blocks}, filters={summary.filters}" + (
+            f", batch_norm={summary.batch_norm})" if summary.batch_norm != registry.get_spec(name).batch_norm else ")"
+        )
+    return None
+
+
+def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: str = "checkpoint") -> None:
+    """Raise :class:`WeightsMismatchError` with an explanation unless ``state`` has exactly the
+    model's keys with the model's shapes."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or wrong):
+        return
+    theirs, ours = describe_state_dict(state), describe_state_dict(expected)
+    lines = []
+    if theirs != ours and theirs.family is not None:
+        msg = f"{what} has {theirs}; the model has {ours}"
+        hint = _suggest(theirs)
+        lines.append(msg + (f": did you mean {hint}?" if hint else "."))
+    else:
+        prefixes = {k.split(".", 1)[0] for k in state}
+        if prefixes == {"module"} or prefixes == {"_orig_mod"}:
+            lines.append(
+                f"{what} keys all start with '{prefixes.pop()}.' (saved from a DataParallel/compiled wrapper): "
+                f"save the inner module's state_dict instead"
+            )
+        else:
+            lines.append(f"{what} does not fit the model ({theirs} vs {ours}).")
+    details = []
+    for label, items in (("missing", missing), ("unexpected", unexpected)):
+        if items:
+            details.append(f"{len(items)} {label} key(s), e.g. {', '.join(items[:3])}")
+    if wrong:
+        k = wrong[0]
+        details.append(
+            f"{len(wrong)} shape mismatch(es), e.g. {k}: {what} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        )
+    raise WeightsMismatchError(lines[0] + " [" + "; ".join(details) + "]")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """What :func:`load_weights` loaded; records keep it beside every result."""
+
+    source: str
+    path: Path
+    sha256: str
+    format: str
+    spec: WeightsSpec | None
+    num_tensors: int
+    metadata: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str | None:
+        """The registered weights name, when the file is a registered (official) one."""
+        return self.spec.name if self.spec is not None else None
+
+    def as_record(self) -> dict[str, object]:
+        """A flat, JSON-friendly dict."""
+        return {
+            "weights": self.source,
+            "weights_path": str(self.path),
+            "weights_sha256": self.sha256,
+            "weights_format": self.format,
+            "weights_name": self.name,
+        }
+
+
+def _identify(sha256: str) -> WeightsSpec | None:
+    return next((w for w in _WEIGHTS.values() if sha256.startswith(w.sha256_prefix)), None)
+
+
+def load_weights(
+    model: nn.Module,
+    source: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> WeightsInfo:
+    """Load ``source`` (a registered name or a file) into ``model`` strictly.
+
+    The file is read on the CPU and copied into the model's parameters whatever their device and
+    dtype. A local file whose sha256 matches a registered checkpoint is identified as it.
+
+    Raises:
+        WeightsMismatchError: the checkpoint is for another architecture or scale (explained).
+        WeightsError, WeightsDownloadError, FileNotFoundError: see :func:`resolve_weights`.
+    """
+    path, spec = resolve_weights(source, cache_dir=cache_dir, progress=progress)
+    digest = sha256_file(path)
+    spec = spec or _identify(digest)
+    state, fmt, meta = read_state_dict(path)
+    check_state_dict(model, state, what=f"checkpoint {path.name}")
+    model.load_state_dict(state, strict=True)
+    return WeightsInfo(str(source), path, digest, fmt, spec, len(state), meta)
+
+
+@dataclass(frozen=True)
+class PartialLoad:
+    """What :func:`partial_load` did: ``loaded`` keys were copied from the checkpoint,
+    ``skipped`` checkpoint keys were excluded, ``left`` model keys keep their initialisation."""
+
+    loaded: tuple[str, ...]
+    skipped: tuple[str, ...]
+    left: tuple[str, ...]
+    exclude: tuple[str, ...]
+
+    def __str__(self) -> str:
+        def groups(keys: tuple[str, ...]) -> str:
+            mods = sorted({k.rsplit(".", 1)[0] for k in keys})
+            return ", ".join(mods) if mods else "nothing"
+
+        return (
+            f"warm start: loaded {len(self.loaded)} tensors; excluded {self.exclude}: skipped "
+            f"{len(self.skipped)} checkpoint tensors ({groups(self.skipped)}); left {len(self.left)} model "
+            f"tensors at their initialisation ({groups(self.left)})"
+        )
+
+
+def _excluded(key: str, exclude: tuple[str, ...]) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in exclude)
+
+
+def partial_load(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor] | str | os.PathLike,
+    exclude: tuple[str, ...] = ("tail", "upsample"),
+) -> PartialLoad:
+    """Load everything but the modules named in ``exclude`` (the paper's x2 -> x3/x4 warm start).
+
+    Every key outside ``exclude`` must exist on both sides with the same shape (else
+    :class:`WeightsMismatchError`); nothing is dropped silently. ``state`` is a state_dict or
+    anything :func:`resolve_weights` accepts. The report is returned and logged.
+    """
+    if not isinstance(state, Mapping):
+        path, _ = resolve_weights(state)
+        state, _, _ = read_state_dict(path)
+    exclude = tuple(exclude)
+    target = model.state_dict()
+    want = {k for k in target if not _excluded(k, exclude)}
+    have = {k for k in state if not _excluded(k, exclude)}
+    bad_shape = [k for k in want & have if tuple(state[k].shape) != tuple(target[k].shape)]
+    if want != have or bad_shape:
+        theirs, ours = describe_state_dict(state), describe_state_dict(target)
+        problems = []
+        if want - have:
+            problems.append(f"model keys missing from the checkpoint: {', '.join(sorted(want - have)[:3])}")
+        if have - want:
+            problems.append(f"checkpoint keys the model lacks: {', '.join(sorted(have - want)[:3])}")
+        if bad_shape:
+            k = bad_shape[0]
+            problems.append(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(target[k].shape)}")
+        raise WeightsMismatchError(
+            f"warm start outside {exclude} does not fit: checkpoint has {theirs}; the model has {ours} "
+            f"[{'; '.join(problems)}]"
+        )
+    loaded = sorted(want)
+    with torch.no_grad():
+        for k in loaded:
+            target[k].copy_(state[k])  # state_dict tensors share storage with the parameters
+    report = PartialLoad(
+        loaded=tuple(loaded),
+        skipped=tuple(sorted(k for k in state if _excluded(k, exclude))),
+        left=tuple(sorted(k for k in target if _excluded(k, exclude))),
+        exclude=exclude,
+    )
+    log.info("%s", report)
+    return report
+
+
+def export_safetensors(
+    model_or_state: nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a model's (or a state_dict's) tensors to ``path`` as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

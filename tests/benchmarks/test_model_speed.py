@@ -1,0 +1,83 @@
+"""Forward speed of EDSR-baseline x2 and EDSR x2 on a 1x3x256x256 LR input, beside the ceiling:
+a bare 64->64 3x3 convolution on this machine.
+
+    pytest tests/benchmarks --benchmark-only          # measure
+    pytest tests/benchmarks --benchmark-disable       # run each case once, as a test
+
+Each case records ``gflop`` and, when measured, ``median_ms`` and ``gflop_per_s`` in
+``benchmark.extra_info`` (``--benchmark-json`` keeps them) and prints them (``-s``). Nothing
+here asserts a timing: machines differ; the figures go into the report.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sr_bench import models
+from sr_bench.flops import count_flops
+from sr_bench.inference import prepare_model
+
+SIZE = 256
+
+
+def _record(benchmark, label: str, flops: int) -> None:
+    benchmark.extra_info["gflop"] = flops / 1e9
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:  # --benchmark-disable: ran once as a test
+        return
+    median = stats.stats.median
+    benchmark.extra_info["median_ms"] = median * 1e3
+    benchmark.extra_info["gflop_per_s"] = flops / median / 1e9
+    print(f"\n{label}: {median * 1e3:.0f} ms median, {flops / 1e9:.1f} GFLOP, {flops / median / 1e9:.0f} GFLOP/s "
+          f"({torch.get_num_threads()} threads)")
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_conv_ceiling(benchmark, layout):
+    """A bare 64->64 3x3 convolution on a 64x256x256 map: the throughput ceiling of the body."""
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    x = torch.randn(1, 64, SIZE, SIZE).contiguous(memory_format=fmt)
+    w = (torch.randn(64, 64, 3, 3) * 0.05).contiguous(memory_format=fmt)
+    b = torch.zeros(64)
+    with torch.inference_mode():
+        y = benchmark.pedantic(F.conv2d, args=(x, w, b), kwargs={"padding": 1}, rounds=7, warmup_rounds=1)
+    assert y.shape == x.shape
+    _record(benchmark, f"conv 64->64 3x3 {layout}", 2 * 64 * 64 * 9 * SIZE * SIZE)
+
+
+def _model_case(benchmark, name: str, dtype: str, rounds: int, **prepare) -> None:
+    torch.manual_seed(0)
+    model = prepare_model(models.create(name, scale=2), "cpu", dtype, **prepare)
+    lr = torch.rand(1, 3, SIZE, SIZE)
+    if model.head[0].weight.is_contiguous(memory_format=torch.channels_last):
+        lr = lr.contiguous(memory_format=torch.channels_last)
+    lr = lr.to(model.head[0].weight.dtype)
+    with torch.inference_mode():
+        out = benchmark.pedantic(model, args=(lr, 2), rounds=rounds, warmup_rounds=1)
+    assert out.shape == (1, 3, 2 * SIZE, 2 * SIZE) and torch.isfinite(out).all()
+    flops = count_flops(models.create(name, scale=2).to("meta"), 2, SIZE, SIZE)
+    layout = "channels_last" if prepare.get("channels_last", True) else "contiguous"
+    _record(benchmark, f"{name} x2 {dtype} {layout}", flops)
+
+
+def test_edsr_baseline_x2(benchmark):
+    """The default inference path (float32, channels_last on the CPU)."""
+    _model_case(benchmark, "edsr-baseline", "float32", rounds=5)
+
+
+def test_edsr_baseline_x2_contiguous(benchmark):
+    """The official port's layout (NCHW), for comparison."""
+    _model_case(benchmark, "edsr-baseline", "float32", rounds=3, channels_last=False)
+
+
+def test_edsr_baseline_x2_bfloat16(benchmark):
+    """bfloat16 on the CPU: only as an explicit option (it changes results)."""
+    _model_case(benchmark, "edsr-baseline", "bfloat16", rounds=3)
+
+
+@pytest.mark.slow
+def test_edsr_x2(benchmark):
+    """EDSR x2 (5.3 TFLOP at 256x256: tens of seconds per forward on 2 cores)."""
+    _model_case(benchmark, "edsr", "float32", rounds=2)

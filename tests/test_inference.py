@@ -1,0 +1,289 @@
+"""Inference: plain forward by default, exact tiling, self-ensemble, out-of-memory retries."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from sr_bench import models
+from sr_bench.inference import (
+    MIN_TILE,
+    TRANSFORMS,
+    bytes_per_lr_pixel,
+    forward_tiled,
+    geometric_self_ensemble,
+    inverse_transform,
+    parse_bytes,
+    parse_dtype,
+    prepare_model,
+    super_resolve,
+    tile_for_budget,
+    transform,
+)
+from sr_bench.resize import imresize
+
+THIN = {"edsr": {"filters": 8}, "edsr-baseline": {"filters": 8}, "mdsr": {"filters": 4},
+        "mdsr-baseline": {"filters": 8}, "srresnet": {"filters": 8}, "vdsr": {"filters": 8}, "bicubic": {}}
+CASES = [(n, s) for n in models.names() for s in models.get_spec(n).scales]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def build(name, scale, **options):
+    torch.manual_seed(0)
+    spec = models.get_spec(name)
+    m = models.create(name, scale=None if spec.multi_scale else scale, **{**THIN[name], **options})
+    with torch.no_grad():  # non-trivial BN statistics, so eval-mode BN is not the identity
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 2.0)
+    return prepare_model(m)
+
+
+# ---------------------------------------------------------------------------------------------
+# Default path is a plain forward
+
+
+@pytest.mark.parametrize("name", ["edsr-baseline", "mdsr-baseline", "vdsr", "bicubic", "srresnet"])
+def test_default_is_exactly_a_plain_forward(name):
+    m = build(name, 2)
+    lr = torch.rand(1, 3, 13, 10)
+    with torch.no_grad():
+        ref = m(lr, 2)
+    out = super_resolve(m, lr, 2)
+    assert out.dtype == torch.float32 and torch.equal(out, ref)
+
+
+def test_prepare_model_defaults_and_dtypes():
+    m = prepare_model(models.create("edsr-baseline", scale=2, blocks=1, filters=8))
+    assert not m.training
+    w = m.head[0].weight
+    assert w.dtype == torch.float32 and w.is_contiguous(memory_format=torch.channels_last)
+    m2 = prepare_model(models.create("edsr-baseline", scale=2, blocks=1, filters=8), channels_last=False)
+    assert m2.head[0].weight.is_contiguous()
+    plain = models.create("edsr-baseline", scale=2, blocks=1, filters=8).eval()
+    m3 = prepare_model(models.create("edsr-baseline", scale=2, blocks=1, filters=8), dtype="bfloat16")
+    m3.load_state_dict(plain.state_dict())
+    lr = torch.rand(1, 3, 9, 9)
+    out = super_resolve(m3, lr, 2)
+    assert out.dtype == torch.float32
+    with torch.no_grad():
+        ref = plain(lr)
+    assert (out - ref).abs().max() < 0.05 and not torch.equal(out, ref)  # bf16 is close, not equal
+    assert parse_dtype("fp16") is torch.float16
+    with pytest.raises(ValueError, match="float32, bfloat16 or float16"):
+        parse_dtype("int8")
+    with pytest.raises(ValueError, match="float32, bfloat16 or float16"):
+        parse_dtype(torch.float64)
+
+
+def test_input_checks():
+    m = build("edsr-baseline", 2)
+    with pytest.raises(ValueError, match="serves scales"):
+        super_resolve(m, torch.rand(1, 3, 8, 8), 3)
+    with pytest.raises(ValueError, match="float"):
+        super_resolve(m, torch.zeros(1, 3, 8, 8, dtype=torch.uint8), 2)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        super_resolve(m, torch.rand(3, 8, 8), 2)
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="move it"):
+            super_resolve(m, torch.rand(1, 3, 8, 8, device="cuda"), 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tiling
+
+
+@pytest.mark.parametrize("name,scale", CASES)
+def test_tiled_equals_whole_image(name, scale):
+    m = build(name, scale)
+    rf = m.receptive_field
+    tile = max(7, rf // 4)
+    lr = torch.rand(1, 3, 11, 2 * rf + 3 * tile + 4)  # odd sizes; interior tiles see cropped context
+    whole = super_resolve(m, lr, scale)
+    tiled = super_resolve(m, lr, scale, tile=tile)
+    assert tiled.shape == whole.shape == (1, 3, 11 * scale, lr.shape[-1] * scale)
+    assert (tiled - whole).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_too_little_overlap_is_detected(scale):
+    """The control for the test above: overlapping by less than the receptive field breaks it."""
+    m = build("edsr-baseline", scale, filters=8)
+    rf = m.receptive_field
+    lr = torch.rand(1, 3, 9, 2 * rf + 25)
+    with torch.no_grad():
+        whole = m(lr, scale)
+        bad = forward_tiled(lambda x: m(x, scale), lr, scale, tile=8, overlap=1)
+        good = forward_tiled(lambda x: m(x, scale), lr, scale, tile=8, overlap=rf)
+    assert (bad - whole).abs().max() > 1e-4
+    assert (good - whole).abs().max() < 1e-4
+
+
+def test_tiled_default_width_edsr_baseline():
+    m = prepare_model(models.create("edsr-baseline", scale=3))
+    lr = torch.rand(1, 3, 9, 95)
+    assert (super_resolve(m, lr, 3, tile=10) - super_resolve(m, lr, 3)).abs().max() < 1e-4
+
+
+def test_memory_budget_gives_tiles_and_same_result():
+    m = build("edsr-baseline", 2)
+    bpp = bytes_per_lr_pixel(m, 2)
+    # 4 live maps of the largest activation (4F channels at LR for x2) plus the input
+    assert bpp == pytest.approx(4 * 4 * 8 * 4 + 3 * 4)
+    rf = m.receptive_field
+    budget = int((20 + 2 * rf) ** 2 * bpp) + 1
+    assert tile_for_budget(m, 2, budget) == 20
+    assert tile_for_budget(m, 2, f"{budget / 1e6}MB") == 20
+    lr = torch.rand(1, 3, 10, 2 * rf + 50)
+    out = super_resolve(m, lr, 2, memory_budget=budget)
+    assert (out - super_resolve(m, lr, 2)).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="too small"):
+        tile_for_budget(m, 2, 1000)
+    assert parse_bytes("2GiB") == 2 * 1024**3 and parse_bytes("1.5GB") == 1_500_000_000
+    with pytest.raises(ValueError):
+        parse_bytes("lots")
+
+
+class OOMAbove(nn.Module):
+    """Nearest x2 upsampling of a 1x1 conv that 'runs out of memory' on inputs above a size."""
+
+    def __init__(self, max_pixels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.max_pixels = max_pixels
+        self.receptive_field = 0
+        self.scales = (2,)
+        self.sizes: list[tuple[int, int]] = []
+
+    def forward(self, x, scale=None):
+        self.sizes.append(tuple(x.shape[-2:]))
+        if x.shape[-1] * x.shape[-2] > self.max_pixels:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.conv(x).repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+
+def test_out_of_memory_shrinks_the_tile(caplog):
+    m = OOMAbove(max_pixels=40 * 40).eval()
+    lr = torch.rand(1, 3, 100, 90)
+    with torch.no_grad():
+        ref = m.conv(lr).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    with caplog.at_level(logging.WARNING, logger="sr_bench.inference"):
+        out = super_resolve(m, lr, 2)
+    assert torch.equal(out, ref)
+    assert "out of memory" in caplog.text
+    assert m.sizes[0] == (100, 90) and max(h * w for h, w in m.sizes[-4:]) <= 40 * 40
+    m2 = OOMAbove(max_pixels=MIN_TILE * MIN_TILE // 4)
+    with pytest.raises(torch.OutOfMemoryError):
+        super_resolve(m2, lr, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-ensemble
+
+
+def test_transforms_are_the_dihedral_group_and_invert():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)  # asymmetric, non-square
+    assert len(TRANSFORMS) == 8 and TRANSFORMS[0] == (False, False, False)
+    ours = [transform(x, t) for t in TRANSFORMS]
+    # independent construction: rotations by 0..3 quarter turns, with and without a flip
+    group = [torch.rot90(x if f == 0 else x.flip(-1), k, dims=(-2, -1)) for f in (0, 1) for k in range(4)]
+    key = lambda t: (tuple(t.shape), t.flatten().tolist())  # noqa: E731
+    assert sorted(map(key, ours)) == sorted(map(key, group))
+    assert len({tuple(key(t)[1]) for t in ours}) == 8
+    for t in TRANSFORMS:
+        assert torch.equal(inverse_transform(transform(x, t), t), x)
+
+
+def test_self_ensemble_matches_an_independent_rot90_implementation():
+    torch.manual_seed(0)
+    m = build("edsr-baseline", 2, blocks=2)
+    lr = torch.rand(1, 3, 9, 14)
+    out = super_resolve(m, lr, 2, self_ensemble=True)
+    outs = []
+    with torch.no_grad():
+        for flip in (False, True):
+            for k in range(4):
+                xi = torch.rot90(lr.flip(-1) if flip else lr, k, dims=(-2, -1))
+                yi = torch.rot90(m(xi.contiguous(), 2), -k, dims=(-2, -1))
+                outs.append(yi.flip(-1) if flip else yi)
+    ref = torch.stack(outs).mean(0)
+    assert (out - ref).abs().max() < 1e-5
+    assert (out - super_resolve(m, lr, 2)).abs().max() > 1e-3  # a non-equivariant model changes
+
+
+def test_self_ensemble_is_exact_for_an_equivariant_model():
+    class Pointwise(nn.Module):
+        scales = (3,)
+        receptive_field = 0
+
+        def forward(self, x, scale=None):
+            return (0.5 * x + 0.25).repeat_interleave(3, -1).repeat_interleave(3, -2)
+
+    lr = torch.randint(0, 256, (1, 3, 7, 10)).float() / 256  # dyadic: every sum is exact
+    m = Pointwise()
+    assert torch.equal(super_resolve(m, lr, 3, self_ensemble=True), super_resolve(m, lr, 3))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_self_ensemble_of_bicubic_is_bicubic(scale):
+    """MATLAB bicubic is symmetric: flips and transposes commute with it (up to float rounding)."""
+    m = models.create("bicubic")
+    lr = torch.rand(1, 3, 9, 13)
+    out = geometric_self_ensemble(lambda x: m(x, scale), lr)
+    assert (out - imresize(lr, float(scale))).abs().max() < 1e-6
+
+
+def test_self_ensemble_with_tiles():
+    m = build("edsr-baseline", 3, blocks=2)
+    rf = m.receptive_field
+    lr = torch.rand(1, 3, 2 * rf + 9, 2 * rf + 14)
+    a = super_resolve(m, lr, 3, self_ensemble=True)
+    b = super_resolve(m, lr, 3, self_ensemble=True, tile=8)
+    assert (a - b).abs().max() < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA (skipped without a device)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_cuda_matches_cpu(dtype):
+    torch.manual_seed(0)
+    cpu = models.create("edsr-baseline", scale=3, blocks=4, filters=16).eval()
+    gpu = prepare_model(models.create("edsr-baseline", scale=3, blocks=4, filters=16), "cuda", dtype)
+    gpu.load_state_dict(cpu.state_dict())
+    lr = torch.rand(1, 3, 40, 37)
+    out = super_resolve(gpu, lr.cuda(), 3, self_ensemble=True, tile=16).cpu()
+    out_ref = super_resolve(prepare_model(cpu), lr, 3, self_ensemble=True)
+    assert out.dtype == torch.float32
+    tol = 1e-4 if dtype == "float32" else 3e-2  # TF32 / half precision
+    assert (out - out_ref).abs().max() < tol
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_cuda_memory_budget_and_bytes_per_pixel():
+    m = prepare_model(models.create("edsr-baseline", scale=2), "cuda")
+    torch.cuda.reset_peak_memory_stats()
+    lr = torch.rand(1, 3, 96, 96, device="cuda")
+    base = torch.cuda.memory_allocated()
+    super_resolve(m, lr, 2)
+    peak = torch.cuda.max_memory_allocated() - base
+    # the estimate is of the right order (cuDNN workspaces come on top of activations)
+    est = bytes_per_lr_pixel(m, 2) * 96 * 96
+    assert est / 8 <= peak <= est * 3

@@ -1,0 +1,106 @@
+"""The upscale CLI on a user's own images."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+
+from sr_bench import models
+from sr_bench.images import quantize, read_image, to_tensor, write_image
+from sr_bench.inference import prepare_model, super_resolve
+from sr_bench.resize import imresize
+from sr_bench.upscale import main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def images(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (8, 7), dtype=np.uint8)
+    d = tmp_path / "in"
+    write_image(d / "rgb.png", rgb)
+    write_image(d / "gray.png", gray)
+    return d, rgb, gray
+
+
+def expected_bicubic(img: np.ndarray, s: int) -> np.ndarray:
+    x = torch.from_numpy(img).double()
+    x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
+    y = imresize(x / 255.0, float(s))
+    q = quantize(y).numpy()
+    return q[0] if img.ndim == 2 else q.transpose(1, 2, 0)
+
+
+def test_bicubic_on_a_folder(images, tmp_path, capsys):
+    d, rgb, gray = images
+    out = tmp_path / "out"
+    assert main(["--model", "bicubic", "--scale", "3", str(d), "--out", str(out), "--device", "cpu"]) == 0
+    got_rgb, got_gray = read_image(out / "rgb_x3.png"), read_image(out / "gray_x3.png")
+    assert got_rgb.shape == (27, 39, 3) and got_gray.shape == (24, 21)  # gray in, gray out
+    # float32 vs float64 resampling may flip a rounding now and then
+    assert np.abs(got_rgb.astype(int) - expected_bicubic(rgb, 3)).max() <= 1
+    assert np.abs(got_gray.astype(int) - expected_bicubic(gray, 3)).max() <= 1
+    assert "rgb.png (13x9) -> " in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["gray_x3.png", "rgb_x3.png"]  # no temp files
+
+
+def test_weights_file_and_self_ensemble(images, tmp_path):
+    d, rgb, _ = images
+    torch.manual_seed(0)
+    net = models.create("edsr-baseline", scale=2)
+    path = tmp_path / "mine.pt"
+    torch.save({"model": net.state_dict(), "step": 5}, path)
+    out = tmp_path / "out"
+    argv = ["--model", "edsr-baseline", "--weights", str(path), "--scale", "2", str(d / "rgb.png"),
+            "--out", str(out), "--self-ensemble", "--tile", "5", "--device", "cpu"]
+    assert main(argv) == 0
+    got = read_image(out / "rgb_x2.png")
+    ref = super_resolve(prepare_model(net), to_tensor(rgb), 2, self_ensemble=True)
+    want = quantize(ref)[0].permute(1, 2, 0).numpy()
+    assert got.shape == (18, 26, 3) and np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_scale_is_implied_by_weights_and_conflicts_are_errors(images, tmp_path, monkeypatch, capsys):
+    d, _, _ = images
+
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise urllib.error.URLError("offline")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert main(["--weights", "edsr-baseline-x4", str(d), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "edsr_baseline_x4-6b446fab.pt" in err and "--weights /path/to/" in err
+    assert main(["--weights", "edsr-x4", "--scale", "2", str(d), "--out", str(tmp_path / "o")]) == 2
+    assert "x4 model" in capsys.readouterr().err
+    assert main(["--model", "vdsr", "--weights", "edsr-x4", str(d), "--out", str(tmp_path / "o")]) == 2
+    assert "is for 'edsr'" in capsys.readouterr().err
+
+
+def test_models_without_published_weights_need_a_file(images, tmp_path, capsys):
+    d, _, _ = images
+    assert main(["--model", "srresnet", "--scale", "4", str(d), "--out", str(tmp_path / "o")]) == 2
+    assert "no published weights" in capsys.readouterr().err
+    assert main(["--model", "mdsr", str(d), "--out", str(tmp_path / "o")]) == 2
+    assert "--scale" in capsys.readouterr().err
+
+
+def test_bad_inputs(images, tmp_path, capsys):
+    d, _, _ = images
+    assert main(["--model", "bicubic", "--scale", "2", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    other = tmp_path / "other"
+    write_image(other / "rgb.png", np.zeros((4, 4, 3), np.uint8))
+    assert main(["--model", "bicubic", "--scale", "2", str(d), str(other), "--out", str(tmp_path / "o")]) == 2
+    assert "collide" in capsys.readouterr().err
