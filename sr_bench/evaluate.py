@@ -29,7 +29,7 @@ from sr_bench import baselines
 from sr_bench.data import Dataset, open_dataset
 from sr_bench.images import as_batch, quantize
 from sr_bench.inference import parse_dtype, prepare_model, super_resolve
-from sr_bench.models import create, get_spec
+from sr_bench.models import create, get_spec, names
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
 from sr_bench.records import Record, append_records, environment, read_records
 
@@ -50,7 +50,10 @@ class Candidate:
 
     @property
     def in_channels(self) -> int | None:
-        return getattr(self.module, "in_channels", get_spec(self.name).in_channels)
+        """Input channels the network expects (None: any)."""
+        if hasattr(self.module, "in_channels"):
+            return self.module.in_channels
+        return get_spec(self.name).in_channels if self.name in names() else None
 
 
 @dataclass

@@ -37,23 +37,41 @@ def round_half_up(x: torch.Tensor) -> torch.Tensor:
     return x.add_(0.5).floor_()
 
 
-def _weighted(x: torch.Tensor, coeffs: tuple[float, float, float], divisor: float, offset: float) -> torch.Tensor:
+def _check_rgb(x: torch.Tensor) -> None:
     if x.shape[-3] != 3:
         raise ValueError(f"expected 3 colour channels in dim -3, got shape {tuple(x.shape)}")
+
+
+def _weighted(x: torch.Tensor, coeffs: tuple[float, float, float], divisor: float, offset: float) -> torch.Tensor:
+    _check_rgb(x)
     r, g, b = x.to(torch.float64).unbind(-3)
-    # MATLAB's imlincomb order: ((c0 R + c1 G) + c2 B) + offset, with the coefficients pre-divided.
     c0, c1, c2 = (c / divisor for c in coeffs)
     y = torch.mul(r, c0)
     y.add_(g, alpha=c1).add_(b, alpha=c2).add_(offset)
     return y.unsqueeze(-3)
 
 
+def _weighted_rounded(x: torch.Tensor, coeffs_1000: tuple[int, int, int], divisor_1000: int, offset_1000: int) -> torch.Tensor:
+    """round_half_up((c . rgb + offset) / divisor) in exact integer arithmetic (all values x1000),
+    returned as uint8. The int32 sums stay below 2^31 for uint8 input."""
+    _check_rgb(x)
+    if x.dtype != torch.uint8:
+        raise TypeError(f"rounded luma is defined on uint8 images, got {x.dtype}")
+    r, g, b = x.to(torch.int32).unbind(-3)
+    y = torch.mul(r, coeffs_1000[0])
+    y.add_(g, alpha=coeffs_1000[1]).add_(b, alpha=coeffs_1000[2]).add_(offset_1000 + divisor_1000 // 2)
+    return torch.div(y, divisor_1000, rounding_mode="floor").clamp_(0, 255).to(torch.uint8).unsqueeze(-3)
+
+
 def rgb_to_y(x: torch.Tensor, *, rounded: bool) -> torch.Tensor:
-    """MATLAB ``rgb2ycbcr`` luma: 16 + (65.481 R + 128.553 G + 24.966 B) / 255, float64.
-    ``rounded=True`` gives what MATLAB returns for uint8 input (rounded, as the authors' script
-    used it); ``rounded=False`` is the float value (BasicSR)."""
-    y = _weighted(x, _Y_COEFFS, 255.0, 16.0)
-    return round_half_up(y) if rounded else y
+    """MATLAB ``rgb2ycbcr`` luma: 16 + (65.481 R + 128.553 G + 24.966 B) / 255.
+
+    ``rounded=True``: what MATLAB returns for uint8 input (as the authors' script used it), as
+    uint8, rounded half up in exact integer arithmetic. ``rounded=False``: the float64 value
+    (BasicSR)."""
+    if rounded:
+        return _weighted_rounded(x, (65481, 128553, 24966), 255000, 16000 * 255)
+    return _weighted(x, _Y_COEFFS, 255.0, 16.0)
 
 
 def rgb_to_y_pytorch(x: torch.Tensor) -> torch.Tensor:
@@ -63,9 +81,11 @@ def rgb_to_y_pytorch(x: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_luma(x: torch.Tensor, *, rounded: bool) -> torch.Tensor:
     """Full-range luma with the same weights, (65.481 R + 128.553 G + 24.966 B) / 219: equals the
-    channel value when R = G = B. Compares an RGB output with a single-channel HR image."""
-    y = _weighted(x, _Y_COEFFS, 219.0, 0.0)
-    return round_half_up(y).clamp_(0, 255) if rounded else y
+    channel value when R = G = B. Compares an RGB output with a single-channel HR image.
+    ``rounded=True`` returns uint8."""
+    if rounded:
+        return _weighted_rounded(x, (65481, 128553, 24966), 219000, 0)
+    return _weighted(x, _Y_COEFFS, 219.0, 0.0)
 
 
 def shave(x: torch.Tensor, border: int) -> torch.Tensor:
@@ -92,8 +112,11 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0) -> torch
     """Per-image PSNR in dB, 10 log10(range^2 / MSE), the MSE taken over C, H and W in float64.
     Identical images give +inf."""
     sr, hr = _batched(sr, hr)
-    diff = sr.to(torch.float64) - hr.to(torch.float64)
-    mse = diff.square().mean(dim=(1, 2, 3))
+    if not sr.is_floating_point() and not hr.is_floating_point():  # exact for integer images
+        diff = sr.to(torch.int32) - hr.to(torch.int32)
+        mse = diff.square_().sum(dim=(1, 2, 3), dtype=torch.int64).to(torch.float64) / diff[0].numel()
+    else:
+        mse = (sr.to(torch.float64) - hr.to(torch.float64)).square_().mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(data_range**2 / mse)
 
 

@@ -42,7 +42,7 @@ class Score:
 
 @dataclass(frozen=True)
 class Reference:
-    """An HR image as a protocol compares against it (float64 (1, c, H, W) planes)."""
+    """An HR image as a protocol compares against it: (1, c, H, W) planes, uint8 or float64."""
 
     planes: torch.Tensor
     hr_channels: int
@@ -62,15 +62,16 @@ class Protocol:
         return scale if benchmark or self.div2k == "luma" else scale + 6
 
     def _plane(self, img: torch.Tensor, hr_channels: int, benchmark: bool) -> torch.Tensor:
-        """The float64 values PSNR and SSIM compare for one uint8 (1, C, H, W) image."""
+        """The values PSNR and SSIM compare for one uint8 (1, C, H, W) image: uint8 where they
+        are integers (rounded luma, single-channel or RGB images), float64 otherwise."""
         if img.shape[1] == 1 and self.gray == "replicate":
             img = img.expand(-1, 3, -1, -1)
         if not benchmark and self.div2k == "rgb":
             if img.shape[1] != hr_channels and img.shape[1] == 3:  # RGB output of a gray image
                 return metrics.rgb_to_luma(img, rounded=True)
-            return img.to(torch.float64)
+            return img
         if img.shape[1] == 1:
-            return img.to(torch.float64)
+            return img
         if hr_channels == 1 and self.gray == "as_y":
             # RGB output of a single-channel image: reduce it to that one channel.
             return metrics.rgb_to_luma(img, rounded=self.luma == "y_rounded")
@@ -96,7 +97,7 @@ class Protocol:
             return lr
         y = reference.planes[0, 0]
         H, W = y.shape
-        return imresize(y[: H - H % scale, : W - W % scale].cpu().numpy(), 1.0 / scale)
+        return imresize(y[: H - H % scale, : W - W % scale].cpu().numpy().astype(np.float64), 1.0 / scale)
 
     def score_reference(self, sr, reference: Reference, scale: int) -> Score:
         """PSNR / SSIM of one quantised uint8 SR image against a :meth:`reference`; the reference

@@ -214,14 +214,14 @@ def _resize_bhwm(x: torch.Tensor, scale_hw: tuple[float, float], out_hw: tuple[i
     return x
 
 
-def imresize(image, scale: float | None = None, *, output_shape: tuple[int, int] | None = None):
+def imresize(image, scale: float | tuple[float, float] | None = None, *, output_shape: tuple[int, int] | None = None):
     """MATLAB ``imresize(image, scale, 'bicubic')``.
 
     Args:
         image: numpy array (H, W) or (H, W, C), or torch tensor (..., C, H, W) or (H, W) on any
             device. uint8 in gives uint8 out (rounded half up and clipped after each pass, as
             MATLAB does); floating point in gives the same floating type out, unrounded.
-        scale: MATLAB's scale: ``1/4`` shrinks by 4, ``4`` enlarges by 4.
+        scale: MATLAB's scale: ``1/4`` shrinks by 4, ``4`` enlarges by 4; or (height, width).
         output_shape: (H, W) instead of ``scale``.
     """
     is_numpy = isinstance(image, np.ndarray)
@@ -240,10 +240,10 @@ def imresize(image, scale: float | None = None, *, output_shape: tuple[int, int]
     if (scale is None) == (output_shape is None):
         raise ValueError("imresize: pass exactly one of scale and output_shape")
     if scale is not None:
-        if not scale > 0:
-            raise ValueError(f"imresize: scale must be positive, got {scale}")
-        scale_hw = (float(scale), float(scale))
-        out_hw = (output_size(hw[0], scale), output_size(hw[1], scale))
+        scale_hw = tuple(float(v) for v in scale) if isinstance(scale, (tuple, list)) else (float(scale),) * 2
+        if len(scale_hw) != 2 or not min(scale_hw) > 0:
+            raise ValueError(f"imresize: scale must be positive (one value or (height, width)), got {scale}")
+        out_hw = (output_size(hw[0], scale_hw[0]), output_size(hw[1], scale_hw[1]))
     else:
         out_hw = (int(output_shape[0]), int(output_shape[1]))
         scale_hw = (out_hw[0] / hw[0], out_hw[1] / hw[1])

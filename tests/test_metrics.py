@@ -1,0 +1,101 @@
+"""PSNR, SSIM and colour conversions against hand computations and scikit-image."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from sr_bench import metrics
+
+
+def test_psnr_of_a_constant_error_is_hand_computable():
+    hr = torch.full((1, 1, 16, 16), 100, dtype=torch.uint8)
+    sr = hr + 5
+    assert metrics.psnr(sr, hr).item() == pytest.approx(20 * math.log10(255 / 5), abs=1e-12)
+
+
+def test_psnr_is_per_image_in_a_batch():
+    hr = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    sr = hr.clone()
+    sr[0] += 1
+    sr[1, 0, 0, 0] = 16  # one pixel off by 16 among 192: MSE = 256 / 192
+    out = metrics.psnr(sr, hr)
+    assert out.tolist() == pytest.approx([20 * math.log10(255), 10 * math.log10(255**2 / (256 / 192))])
+    assert math.isinf(metrics.psnr(hr, hr)[0].item())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_matches_scikit_image_float64(channels):
+    rng = np.random.default_rng(channels)
+    a = rng.integers(0, 256, (70, 93, channels)).astype(np.float64)
+    b = np.clip(a + rng.normal(0, 12, a.shape), 0, 255).round()
+    expected = np.mean([
+        structural_similarity(a[..., c], b[..., c], gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False, data_range=255)
+        for c in range(channels)
+    ])
+    got = metrics.ssim(torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(b).permute(2, 0, 1))
+    assert got.item() == pytest.approx(expected, abs=2e-7)
+
+
+def test_ssim_of_identical_images_is_one_and_of_shifted_below():
+    x = torch.rand(1, 1, 40, 40, dtype=torch.float64) * 255
+    assert metrics.ssim(x, x).item() == pytest.approx(1.0, abs=1e-6)
+    assert metrics.ssim(x, (x + 20).clamp(0, 255)).item() < 0.99
+
+
+def test_ssim_uses_valid_filtering():
+    # One corner pixel differs: with 'valid' filtering only the corner window (of 20 x 20) sees
+    # it, so SSIM = (399 + that window's SSIM) / 400, computed here from the formula directly.
+    x = np.full((30, 30), 100.0)
+    y = x.copy()
+    y[0, 0] = 0
+    r = np.arange(-5, 6)
+    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 1.5**2))
+    g /= g.sum()
+    wx, wy = x[:11, :11], y[:11, :11]
+    mx, my = (g * wx).sum(), (g * wy).sum()
+    vx, vy = (g * wx * wx).sum() - mx**2, (g * wy * wy).sum() - my**2
+    cov = (g * wx * wy).sum() - mx * my
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    corner = (2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    got = metrics.ssim(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None]).item()
+    assert got == pytest.approx((399 + corner) / 400, abs=1e-7)
+
+
+def test_matlab_y_of_black_white_and_primaries():
+    rgb = torch.tensor([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=torch.uint8)
+    x = rgb.T.reshape(1, 3, 1, 5)
+    y = metrics.rgb_to_y(x, rounded=False)[0, 0, 0]
+    assert y.tolist() == pytest.approx([16.0, 235.0, 16 + 65.481, 16 + 128.553, 16 + 24.966])
+    assert metrics.rgb_to_y(x, rounded=True)[0, 0, 0].tolist() == [16, 235, 81, 145, 41]
+
+
+def test_pytorch_port_luma_and_gray_luma():
+    x = torch.tensor([255, 255, 255], dtype=torch.uint8).reshape(1, 3, 1, 1)
+    assert metrics.rgb_to_y_pytorch(x).item() == pytest.approx(16 + 219.859 * 255 / 256)
+    gray = torch.tensor([37, 37, 37], dtype=torch.uint8).reshape(1, 3, 1, 1)
+    assert metrics.rgb_to_luma(gray, rounded=True).item() == 37
+
+
+def test_shave_and_errors():
+    x = torch.zeros(1, 1, 10, 12)
+    assert metrics.shave(x, 2).shape == (1, 1, 6, 8)
+    with pytest.raises(ValueError, match="cannot shave"):
+        metrics.shave(x, 5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        metrics.psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+    with pytest.raises(ValueError, match="at least 11x11"):
+        metrics.ssim(torch.zeros(1, 1, 10, 40), torch.zeros(1, 1, 10, 40))
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    a = torch.randint(0, 256, (2, 3, 50, 60)).double()
+    b = (a + torch.randn_like(a) * 5).clamp(0, 255)
+    torch.testing.assert_close(metrics.psnr(a.cuda(), b.cuda()).cpu(), metrics.psnr(a, b))
+    torch.testing.assert_close(metrics.ssim(a.cuda(), b.cuda()).cpu(), metrics.ssim(a, b), atol=1e-6, rtol=0)
