@@ -28,7 +28,7 @@ from tqdm import tqdm
 from sr_bench import baselines
 from sr_bench.data import Dataset, open_dataset
 from sr_bench.images import as_batch, quantize
-from sr_bench.inference import parse_dtype, prepare_model, super_resolve
+from sr_bench.inference import parse_dtype, prepare_model, super_resolve_modes
 from sr_bench.models import create, get_spec, names
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
 from sr_bench.records import Record, append_records, environment, read_records
@@ -189,10 +189,9 @@ def evaluate(
             for k, cand in enumerate(candidates):
                 t0 = time.perf_counter()
                 x = _input_tensor(inputs[cand.scale], cand.in_channels, device, protocol, cand.name)
-                for se in self_ensemble:
-                    out = super_resolve(cand.module, x, cand.scale, self_ensemble=se, tile=tile, memory_budget=memory_budget)
-                    sr = quantize(out)
-                    score = protocol.score_reference(sr, reference, cand.scale)
+                outputs = super_resolve_modes(cand.module, x, cand.scale, tuple(self_ensemble), tile=tile, memory_budget=memory_budget)
+                for se, out in outputs.items():
+                    score = protocol.score_reference(quantize(out), reference, cand.scale)
                     per_image[(k, se)].append({"image": stem, "psnr": score.psnr, "ssim": score.ssim})
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)

@@ -33,6 +33,7 @@ __all__ = [
     "geometric_self_ensemble",
     "forward_tiled",
     "super_resolve",
+    "super_resolve_modes",
     "prepare_model",
     "parse_dtype",
     "parse_bytes",
@@ -158,12 +159,21 @@ def inverse_transform(x: torch.Tensor, t: tuple[bool, bool, bool]) -> torch.Tens
 
 def geometric_self_ensemble(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """Mean over the 8 transforms T of ``T^-1(fn(T(x)))``, accumulated in float32."""
+    return _ensemble(fn, x)[1]
+
+
+def _ensemble(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(plain output, self-ensemble mean): the identity is one of the 8 transforms, so the plain
+    output comes for free."""
     acc: torch.Tensor | None = None
+    plain: torch.Tensor | None = None
     for t in TRANSFORMS:
         y = inverse_transform(fn(transform(x, t)), t).float()
+        if not any(t):
+            plain = y
         acc = y.clone() if acc is None else acc.add_(y)
-    assert acc is not None
-    return acc.div_(len(TRANSFORMS))
+    assert acc is not None and plain is not None
+    return plain, acc.div_(len(TRANSFORMS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,6 +311,20 @@ def super_resolve(
     Returns:
         float32 (N, C, sH, sW), not clamped or quantised.
     """
+    return super_resolve_modes(model, lr, scale, (self_ensemble,), tile=tile, memory_budget=memory_budget)[self_ensemble]
+
+
+def super_resolve_modes(
+    model: nn.Module,
+    lr: torch.Tensor,
+    scale: int,
+    modes: tuple[bool, ...] = (False, True),
+    *,
+    tile: int | None = None,
+    memory_budget: int | str | None = None,
+) -> dict[bool, torch.Tensor]:
+    """:func:`super_resolve` without and/or with self-ensemble: ``{False: plain, True: ensemble}``
+    for the ``modes`` asked. Asking for both costs 8 forwards, not 9."""
     if lr.ndim != 4 or not lr.is_floating_point():
         raise ValueError(f"lr must be a float (N, C, H, W) tensor, got {lr.dtype} {tuple(lr.shape)}")
     scales = getattr(model, "scales", None)
@@ -316,6 +340,7 @@ def super_resolve(
         tile = tile_for_budget(model, scale, memory_budget, lr.shape[1])
     runner = _Runner(model, scale, tile, _is_channels_last(model))
     with torch.inference_mode():
-        if self_ensemble:
-            return geometric_self_ensemble(runner, lr)
-        return runner(lr)
+        if True not in modes:
+            return {False: runner(lr)}
+        plain, ensemble = _ensemble(runner, lr)
+        return {m: ensemble if m else plain for m in modes}

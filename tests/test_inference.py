@@ -287,3 +287,18 @@ def test_cuda_memory_budget_and_bytes_per_pixel():
     # the estimate is of the right order (cuDNN workspaces come on top of activations)
     est = bytes_per_lr_pixel(m, 2) * 96 * 96
     assert est / 8 <= peak <= est * 3
+
+
+def test_both_modes_share_the_identity_forward():
+    from sr_bench.inference import super_resolve_modes
+
+    torch.manual_seed(0)
+    model = prepare_model(models.create("edsr-baseline", scale=2, blocks=1, filters=8))
+    calls = []
+    forward = model.forward
+    model.forward = lambda x, scale=None: calls.append(1) or forward(x, scale)
+    x = torch.rand(1, 3, 9, 13)
+    both = super_resolve_modes(model, x, 2, (False, True))
+    assert len(calls) == 8
+    torch.testing.assert_close(both[False], super_resolve(model, x, 2), rtol=0, atol=0)
+    torch.testing.assert_close(both[True], super_resolve(model, x, 2, self_ensemble=True), rtol=0, atol=0)
