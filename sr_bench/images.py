@@ -9,6 +9,7 @@ message naming the file and the fix.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -95,6 +96,22 @@ def decode_image(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray
         ) from e
 
 
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask can only swap it,
+    which would race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` and rename the result onto ``path``: readers never see a partial file."""
     path = Path(path)
@@ -103,6 +120,7 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

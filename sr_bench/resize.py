@@ -146,11 +146,13 @@ def _accumulate(x: torch.Tensor, plan: _AxisPlan, dtype: torch.dtype) -> torch.T
 
 
 def _gather(x: torch.Tensor, plan: _AxisPlan, outputs: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    """Outputs at positions ``outputs`` (any subset) by explicit clamped gathers."""
+    """Outputs at positions ``outputs`` (any subset) by explicit clamped gathers, one per tap."""
     idx = torch.as_tensor(plan.indices(outputs), device=x.device)  # (n, taps)
     w = torch.as_tensor(plan.weights[outputs % plan.period], dtype=dtype, device=x.device)
-    vals = x.index_select(1, idx.reshape(-1)).reshape(x.shape[0], len(outputs), plan.taps, x.shape[2]).to(dtype)
-    return torch.einsum("bntm,nt->bnm", vals, w)
+    acc = x.index_select(1, idx[:, 0]).to(dtype).mul_(w[:, :1])
+    for t in range(1, plan.taps):
+        acc.addcmul_(x.index_select(1, idx[:, t]).to(dtype), w[:, t : t + 1])
+    return acc
 
 
 def _round_uint8(acc: torch.Tensor, x: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:

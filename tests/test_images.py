@@ -88,3 +88,11 @@ def test_tensor_conversions_and_quantisation(rgb):
 
     x = torch.tensor([-0.1, 0.5 / 255, 1.5 / 255, 254.5 / 255, 1.2])
     assert quantize(x).tolist() == [0, 1, 2, 255, 255]  # half up, clipped
+
+
+def test_written_files_are_world_readable(tmp_path, rgb):
+    import os
+    import stat
+
+    path = write_image(tmp_path / "p.png", rgb)
+    assert os.stat(path).st_mode & stat.S_IROTH

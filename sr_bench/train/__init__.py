@@ -1,0 +1,36 @@
+"""Training (the paper's recipe and shorter profiles), resumable, single- or multi-process.
+
+    >>> from sr_bench.train import make_config, train
+    >>> cfg = make_config("quick", "edsr-baseline", 2, out="runs/quick-x2", **{"data.dataset": "T91"})
+    >>> result = train(cfg)                      # doctest: +SKIP
+    >>> result.final_psnr, result.weights        # doctest: +SKIP
+
+Command line: ``python -m sr_bench.train --model edsr-baseline --scale 2 --profile quick --out DIR``
+(``torchrun --nproc_per_node N -m sr_bench.train ...`` for DistributedDataParallel).
+"""
+
+from sr_bench.train.config import (
+    PROFILES,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RuntimeConfig,
+    TrainConfig,
+    ValConfig,
+    make_config,
+)
+from sr_bench.train.loop import TrainResult, resolve_config, train
+
+__all__ = [
+    "PROFILES",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RuntimeConfig",
+    "TrainConfig",
+    "ValConfig",
+    "TrainResult",
+    "make_config",
+    "resolve_config",
+    "train",
+]

@@ -1,0 +1,185 @@
+"""``python -m sr_bench.train`` (also ``sr-bench-train``; ``torchrun --nproc_per_node N -m sr_bench.train``).
+
+    python -m sr_bench.train --model edsr-baseline --scale 2 --profile quick --data T91 --out runs/quick-x2
+    python -m sr_bench.train --model edsr-baseline --scale 4 --init runs/x2/final.safetensors --out runs/x4
+    python -m sr_bench.train --out runs/quick-x2 --resume
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sr_bench.train.config import PROFILES, TrainConfig, make_config
+
+__all__ = ["main", "build_parser", "config_from_args"]
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE parsed as JSON when it can be (2, 0.1, true), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sr_bench.train",
+        description="Train an SR model with the EDSR paper's recipe (profile paper) or a shorter profile. "
+        "Writes DIR/checkpoint.pt (latest full state), DIR/final.safetensors, DIR/log.jsonl, "
+        "DIR/val_curve.png and DIR/config.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("run")
+    g.add_argument("--model", help="registered model name (edsr-baseline, edsr, mdsr-baseline, mdsr, srresnet, vdsr)")
+    g.add_argument("--scale", type=int, help="upscaling factor (multi-scale models train all of theirs)")
+    g.add_argument("--profile", choices=sorted(PROFILES), default="paper")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--init", help="start from these weights (an x2 checkpoint for x3/x4 loads all but the upsampler)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--iterations", type=int, help="number of updates")
+    g.add_argument("--save-every", type=int, help="checkpoint every K updates")
+    g.add_argument("--config", help="a config.json to start from instead of a profile")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", help="DIV2K (its 800 training images), T91, embedded-train, auto, or a folder of images")
+    g.add_argument("--data-root", help="data root (default $SR_BENCH_DATA)")
+    g.add_argument("--patch-size", type=int, help="LR patch side")
+    g.add_argument("--batch-size", type=int, help="global minibatch (split over processes)")
+    g.add_argument("--workers", type=int, help="DataLoader worker processes")
+    g.add_argument("--cache", choices=("memory", "disk"), help="decoded images in RAM or memory-mapped from disk")
+    g.add_argument("--cache-dir")
+    g = p.add_argument_group("recipe")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--lr-step", type=int, help="multiply the lr by --lr-gamma every this many updates")
+    g.add_argument("--lr-gamma", type=float)
+    g.add_argument("--loss", choices=("l1", "l2"), help="default: the model's own (Table 1)")
+    g.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="model create() option, e.g. blocks=8, batch_norm=true, res_scale=0.1 (repeatable)")
+    g.add_argument("--set", type=_option, action="append", default=[], metavar="FIELD=VALUE",
+                   help="any config field by its dotted name, e.g. data.hflip=false (repeatable)")
+    g = p.add_argument_group("validation")
+    g.add_argument("--val-data", help="validation dataset (auto: DIV2K-val10 / Set5 / embedded)")
+    g.add_argument("--val-every", type=int, help="validate every N updates (0: only at the end)")
+    g.add_argument("--val-images", type=int, help="validate on the first N images")
+    g = p.add_argument_group("execution")
+    g.add_argument("--device", help="auto, cpu, cuda, cuda:1")
+    g.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"))
+    g.add_argument("--channels-last", type=_bool, metavar="BOOL")
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    g.add_argument("--threads", type=int, help="intra-op threads of each process")
+    g.add_argument("--log-every", type=int)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+_FLAGS = {
+    "seed": "seed",
+    "iterations": "optim.iterations",
+    "save_every": "runtime.save_every",
+    "data": "data.dataset",
+    "data_root": "data.root",
+    "patch_size": "data.patch_size",
+    "batch_size": "data.batch_size",
+    "workers": "data.num_workers",
+    "cache": "data.cache",
+    "cache_dir": "data.cache_dir",
+    "lr": "optim.lr",
+    "lr_step": "optim.lr_step",
+    "lr_gamma": "optim.lr_gamma",
+    "loss": "model.loss",
+    "init": "model.init",
+    "val_data": "val.dataset",
+    "val_every": "val.every",
+    "val_images": "val.max_images",
+    "device": "runtime.device",
+    "amp": "runtime.amp",
+    "channels_last": "runtime.channels_last",
+    "compile": "runtime.compile",
+    "threads": "runtime.threads",
+    "log_every": "runtime.log_every",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The config the flags describe: a profile (or --config, or the checkpoint's config when
+    resuming without --model), with every flag given on the command line applied."""
+    changes: dict[str, Any] = {k: getattr(args, a) for a, k in _FLAGS.items() if getattr(args, a) is not None}
+    if changes.get("data.dataset") == "DIV2K":
+        changes["data.dataset"] = "DIV2K-train"  # training data means the training split
+    if args.no_progress:
+        changes["runtime.progress"] = False
+    changes["out"] = args.out
+    for key, value in args.set:
+        changes[key] = value
+    ckpt = Path(args.out) / "checkpoint.pt"
+    if args.config:
+        base = TrainConfig.load(args.config)
+    elif args.model is None and args.resume and ckpt.exists():
+        import torch
+
+        base = TrainConfig.from_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["config"])
+    elif args.model is None:
+        raise SystemExit("python -m sr_bench.train: --model is required (except with --resume of an existing run)")
+    else:
+        base = make_config(args.profile, args.model, args.scale)
+    if args.model is not None and base.model.name != args.model:
+        raise SystemExit(f"--model {args.model} differs from the config's {base.model.name}")
+    if args.option:
+        changes["model.options"] = {**base.model.options, **dict(args.option)}
+    cfg = base.replace(**changes)
+    cfg.validate()
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from sr_bench.data import DatasetNotFound
+    from sr_bench.train.loop import train
+    from sr_bench.weights import WeightsError
+
+    try:
+        cfg = config_from_args(args)
+        result = train(cfg, resume=args.resume)
+    except (DatasetNotFound, FileExistsError, FileNotFoundError, WeightsError, ValueError) as e:
+        print(f"python -m sr_bench.train: error: {e}", file=sys.stderr)
+        return 2
+    if result.out_dir is not None and _is_rank0():
+        summary = {
+            "out": str(result.out_dir),
+            "iterations": result.iterations,
+            "validation": result.validation,
+            "updates_per_s": round(result.updates_per_second, 4),
+            "data_wait_share": round(result.data_wait_share, 5),
+            "train_seconds": round(result.seconds, 1),
+            "diverged": result.diverged,
+            "weights": str(result.weights),
+        }
+        print(json.dumps(summary))
+    return 1 if result.diverged else 0
+
+
+def _is_rank0() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

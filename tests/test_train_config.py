@@ -1,0 +1,135 @@
+"""Training configs: the paper profile against the paper's values (written out here
+independently), profiles change values only, serialisation, and the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from sr_bench.train.__main__ import build_parser, config_from_args
+from sr_bench.train.config import (
+    PROFILES,
+    TrainConfig,
+    config_diff,
+    make_config,
+)
+
+# Lim et al. 2017, Section 4.2 (PROTOCOL.md section 5; paper_tables.md section 5), typed in by hand.
+PAPER = {
+    "lr_patch": 48,
+    "hr_patch": {2: 96, 3: 144, 4: 192},
+    "hflip": True,
+    "rot90": True,
+    "batch": 16,
+    "adam_betas": (0.9, 0.999),
+    "adam_eps": 1e-8,
+    "lr": 1e-4,
+    "halve_every": 200_000,
+    "loss": "l1",
+    "updates": 300_000,
+    "data": "DIV2K-train",
+}
+# Table 1: SRResNet (reproduced) is trained with L2; VDSR is one network for x2/x3/x4, L2 (its paper).
+LOSS = {"edsr-baseline": "l1", "edsr": "l1", "mdsr-baseline": "l1", "mdsr": "l1", "srresnet": "l2", "vdsr": "l2"}
+MULTI_SCALE = {"mdsr-baseline", "mdsr", "vdsr"}
+
+
+@pytest.mark.parametrize("model", sorted(LOSS))
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_paper_profile_is_the_papers_recipe(model, scale):
+    cfg = PROFILES["paper"](model, scale)
+    assert cfg.data.patch_size == PAPER["lr_patch"]
+    assert cfg.data.patch_size * scale == PAPER["hr_patch"][scale]
+    assert cfg.data.hflip is PAPER["hflip"] and cfg.data.rot90 is PAPER["rot90"]
+    assert cfg.data.batch_size == PAPER["batch"]
+    assert cfg.data.dataset == PAPER["data"]
+    assert tuple(cfg.optim.betas) == PAPER["adam_betas"]
+    assert cfg.optim.eps == PAPER["adam_eps"]
+    assert cfg.optim.weight_decay == 0.0
+    assert cfg.optim.lr == PAPER["lr"]
+    assert cfg.optim.lr_step == PAPER["halve_every"] and cfg.optim.lr_gamma == 0.5
+    assert cfg.optim.iterations == PAPER["updates"]
+    assert cfg.model.loss == LOSS[model]
+    if model in MULTI_SCALE:
+        assert cfg.model.scales == (2, 3, 4)
+    else:
+        assert cfg.model.scales == (scale,)
+
+
+def test_paper_profile_points_x3_x4_edsr_at_the_x2_warm_start():
+    assert any("--init" in n for n in PROFILES["paper"]("edsr", 4).notes)
+    assert not any("--init" in n for n in PROFILES["paper"]("edsr", 2).notes)
+
+
+# What a shorter profile may change: length, lr schedule, data source, validation, logging.
+ALLOWED = {
+    "quick": {"profile", "notes", "data.dataset", "data.cache", "data.num_workers", "optim.iterations", "optim.lr",
+              "optim.lr_step", "val.every", "val.max_images", "runtime.save_every", "runtime.log_every"},
+    "smoke": {"profile", "notes", "data.dataset", "data.cache", "data.num_workers", "data.patch_size", "data.batch_size",
+              "optim.iterations", "optim.lr_step", "val.every", "val.max_images", "runtime.save_every",
+              "runtime.log_every", "runtime.amp"},
+}
+
+
+@pytest.mark.parametrize("profile", ["quick", "smoke"])
+def test_profiles_only_change_values(profile):
+    paper, other = PROFILES["paper"]("edsr-baseline", 2), PROFILES[profile]("edsr-baseline", 2)
+    assert type(other) is TrainConfig
+    assert [f.name for f in dataclasses.fields(other)] == [f.name for f in dataclasses.fields(paper)]
+    changed = set(config_diff(paper, other))
+    assert changed <= ALLOWED[profile], changed - ALLOWED[profile]
+    assert "optim.iterations" in changed
+    assert any(profile in n for n in other.notes)  # what it changed is stated
+
+
+def test_quick_profile_keeps_the_recipe_and_says_what_it_changed():
+    cfg = PROFILES["quick"]("edsr-baseline", 2)
+    assert (cfg.data.patch_size, cfg.data.batch_size, cfg.model.loss) == (48, 16, "l1")
+    assert cfg.optim.iterations < 300_000 and cfg.optim.lr_step < cfg.optim.iterations
+    note = " ".join(cfg.notes)
+    assert str(cfg.optim.iterations) in note and f"{cfg.optim.lr:g}" in note
+
+
+def test_json_round_trip_and_strict_types(tmp_path):
+    cfg = make_config("paper", "mdsr-baseline", None, **{"model.options": {"blocks": 4}, "seed": 7})
+    path = cfg.save(tmp_path / "c.json")
+    back = TrainConfig.load(path)
+    assert back == cfg and back.model.scales == (2, 3, 4) and isinstance(back.optim.betas, tuple)
+    d = json.loads(path.read_text())
+    d["optim"]["lr_stepz"] = 3
+    with pytest.raises(ValueError, match="lr_stepz"):
+        TrainConfig.from_dict(d)
+    d = cfg.to_dict()
+    d["data"]["batch_size"] = "16"
+    with pytest.raises(TypeError, match="batch_size"):
+        TrainConfig.from_dict(d)
+    with pytest.raises(KeyError):
+        cfg.replace(**{"optim.learning_rate": 1.0})
+    with pytest.raises(ValueError, match="amp"):
+        make_config("paper", "edsr-baseline", 2, **{"runtime.amp": "fp8"})
+
+
+def test_single_scale_models_need_a_scale():
+    with pytest.raises(ValueError, match="scale"):
+        make_config("paper", "edsr-baseline", None)
+    with pytest.raises(ValueError, match="x8"):
+        make_config("paper", "mdsr", 8)
+
+
+def test_command_line_maps_to_config_fields(tmp_path):
+    args = build_parser().parse_args(
+        ["--model", "edsr-baseline", "--scale", "3", "--profile", "quick", "--data", "DIV2K", "--iterations", "50",
+         "--save-every", "10", "--seed", "4", "--option", "blocks=4", "--option", "batch_norm=true",
+         "--set", "data.hflip=false", "--lr", "2e-4", "--channels-last", "false", "--out", str(tmp_path)]
+    )
+    cfg = config_from_args(args)
+    assert cfg.profile == "quick" and cfg.model.scales == (3,)
+    assert cfg.data.dataset == "DIV2K-train"  # training on "DIV2K" means its 800 training images
+    assert (cfg.optim.iterations, cfg.runtime.save_every, cfg.seed, cfg.optim.lr) == (50, 10, 4, 2e-4)
+    assert cfg.model.options == {"blocks": 4, "batch_norm": True}
+    assert cfg.data.hflip is False and cfg.runtime.channels_last is False
+    assert cfg.out == str(tmp_path)
+    with pytest.raises(SystemExit):
+        config_from_args(build_parser().parse_args(["--out", str(tmp_path)]))
