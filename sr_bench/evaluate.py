@@ -73,6 +73,7 @@ class EvalConfig:
     memory_budget: str | None = None
     max_images: int | None = None
     progress: bool = True
+    options: dict = field(default_factory=dict)
 
     @property
     def ensemble_modes(self) -> tuple[bool, ...]:
@@ -83,13 +84,22 @@ def _num_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def load_candidates(name: str, scales: Sequence[int], weights: str | None, device: str = "cpu", dtype: str = "float32") -> list[Candidate]:
+def load_candidates(
+    name: str,
+    scales: Sequence[int],
+    weights: str | None,
+    device: str = "cpu",
+    dtype: str = "float32",
+    options: dict | None = None,
+) -> list[Candidate]:
     """Build ``name`` for every scale and load its weights.
 
     ``weights``: None (only for parameter-free models), ``official`` (the registered published
     checkpoint for each scale), ``random`` (untrained, for smoke runs), a registered weights name,
-    or a file path; ``{scale}`` in a path is replaced by each scale.
+    or a file path; ``{scale}`` in a path is replaced by each scale. ``options`` are
+    ``sr_bench.models.create`` options (ablation knobs) the weights were trained with.
     """
+    options = dict(options or {})
     from sr_bench import weights as wts
 
     spec = get_spec(name)
@@ -105,7 +115,7 @@ def load_candidates(name: str, scales: Sequence[int], weights: str | None, devic
             out.append(dataclasses.replace(built[key], scale=s))
             continue
         torch.manual_seed(0)
-        module = create(name, scale=None if spec.multi_scale else s)
+        module = create(name, scale=None if spec.multi_scale else s, **options)
         sha = src = profile = None
         if source is None:
             if _num_parameters(module):
@@ -125,7 +135,7 @@ def load_candidates(name: str, scales: Sequence[int], weights: str | None, devic
             sha, src = info.sha256, info.source
             profile = "official" if info.spec is not None else str(info.metadata.get("profile", "") or "") or None
         module = prepare_model(module, device, dtype)
-        cand = Candidate(name, s, module, sha, src, profile)
+        cand = Candidate(name, s, module, sha, src, profile, options)
         built[key] = cand
         out.append(cand)
     return out
@@ -220,7 +230,7 @@ def evaluate(
                     profile=cand.profile,
                     model_options=cand.options,
                     data_sha256=fingerprints[cand.scale].hexdigest(),
-                    lr_source=origin.pop() if len(origin) == 1 else "mixed",
+                    lr_source=next(iter(origin)) if len(origin) == 1 else "mixed",
                     device=str(device),
                     dtype=dtype,
                     tile=tile,
@@ -293,7 +303,8 @@ def run(config: EvalConfig) -> list[Record]:
     datasets = [open_dataset(name, config.data_root) for name in config.datasets]  # fail before any work
     candidates = []
     for name, w in zip(config.models, weights):
-        candidates += load_candidates(name, config.scales, None if w in (None, "none") else w, config.device, config.dtype)
+        candidates += load_candidates(name, config.scales, None if w in (None, "none") else w, config.device, config.dtype,
+                                      config.options)
     records = []
     for ds in datasets:
         records += evaluate(
@@ -316,6 +327,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     p = argparse.ArgumentParser(prog="python -m sr_bench.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", "--models", dest="models", nargs="+", required=True, help="registered model name(s)")
     p.add_argument("--weights", nargs="+", default=[], help="per model: official | random | NAME | PATH (PATH may contain {scale})")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option the weights were trained with, e.g. batch_norm=true (repeatable)")
     p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100", "Urban100"])
     p.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
     p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
@@ -335,7 +348,21 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
         models=a.models, datasets=a.datasets, scales=a.scales, protocol=a.protocol, weights=a.weights,
         self_ensemble=a.self_ensemble, data_root=a.data_root, out=a.out, table=a.table, device=a.device,
         dtype=a.dtype, tile=a.tile, memory_budget=a.memory_budget, max_images=a.max_images, progress=a.progress,
+        options=dict(_parse_option(o) for o in a.option),
     )
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON where it can be (true, 0.1, 128), else as a string."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--option {text!r}: expected KEY=VALUE, e.g. batch_norm=true")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,10 +64,10 @@ def column_of(record: Record) -> Column:
     return Column(record.model, record.self_ensemble, weights)
 
 
-def _cell(record: Record | None, paper: baselines.PaperValue | None, skip: Skip | None) -> str:
+def _cell(record: Record | None, paper: baselines.PaperValue | None, note: str | None) -> str:
     if record is None:
-        if skip is not None:
-            return f"not run: {skip.reason}"
+        if note is not None:
+            return f"not run {note}"
         return "" if paper is None else f"not run (paper {paper.psnr:.2f} / {paper.ssim:.4f})"
     measured = f"{record.psnr:.2f} / {record.ssim:.4f}"
     if paper is None:
@@ -106,18 +106,34 @@ def table3_markdown(records: Sequence[Record], *, skipped: Sequence[Skip] = (), 
         datasets = _order_datasets({k[2] for k in rows} | {s.dataset for s in skipped if s.dataset and protocol == "paper"})
         scales = sorted({k[3] for k in rows} | {s.scale for s in skipped if s.scale and protocol == "paper"}) or [2, 3, 4]
         lines += ["", f"## Protocol `{protocol}`", "", PROTOCOLS[protocol].summary if protocol in PROTOCOLS else "", ""]
-        lines.append("| Dataset | Scale | " + " | ".join(c.title for c in columns) + " |")
-        lines.append("|---|---|" + "---|" * len(columns))
+        reasons: dict[str, str] = {}  # reason -> footnote mark
+
+        def mark(reason: str) -> str:
+            return reasons.setdefault(reason, f"[{len(reasons) + 1}]")
+
+        body, unmeasured = [], {}
         for ds in datasets:
             for s in scales:
-                cells = []
-                for c in columns:
-                    rec = rows.get((protocol, c, ds, s))
-                    paper = baselines.table3_value(c.model, c.self_ensemble, ds, s)
-                    skip = next((k for k in skipped if k.column == c and k.covers(ds, s)), None) if protocol == "paper" else None
-                    cells.append(_cell(rec, paper, skip))
-                if any(cells):
-                    lines.append(f"| {ds} | x{s} | " + " | ".join(cells) + " |")
+                found = [(c, rows.get((protocol, c, ds, s))) for c in columns]
+                if any(rec is not None for _, rec in found):
+                    cells = []
+                    for c, rec in found:
+                        paper = baselines.table3_value(c.model, c.self_ensemble, ds, s)
+                        skip = next((k for k in skipped if k.column == c and k.covers(ds, s)), None) if protocol == "paper" else None
+                        cells.append(_cell(rec, paper, None if skip is None else mark(skip.reason)))
+                    body.append(f"| {ds} | x{s} | " + " | ".join(cells) + " |")
+                else:  # a row with nothing measured is listed once below, not as a row of blanks
+                    why = {k.reason for k in skipped if k.covers(ds, s) and k.dataset == ds} or {"not measured"}
+                    unmeasured.setdefault(ds, set()).update(why)
+        lines.append("| Dataset | Scale | " + " | ".join(c.title for c in columns) + " |")
+        lines.append("|---|---|" + "---|" * len(columns))
+        lines += body
+        if reasons:
+            lines += [""] + [f"{m} {r}" for r, m in reasons.items()]
+        by_reason: dict[str, list[str]] = {}
+        for ds, why in unmeasured.items():
+            by_reason.setdefault("; ".join(sorted(why)), []).append(ds)
+        lines += [""] * bool(by_reason) + [f"Not run on {', '.join(names)}: {why}." for why, names in by_reason.items()]
         notes = sorted({(r.dataset, r.scale, r.n_images, r.lr_source, r.data_sha256[:12]) for r in rows.values()})
         if notes:
             lines += ["", "<details><summary>Data behind these cells</summary>", "",

@@ -690,7 +690,7 @@ def _run(cfg: TrainConfig, device: torch.device, resume: bool, callbacks, say, r
         export_safetensors(
             trainer.net, out / FINAL_WEIGHTS,
             metadata={"arch": cfg.model.name, "scales": ",".join(map(str, cfg.model.scales)),
-                      "options": json.dumps(cfg.model.options), "iterations": str(iteration), "sr_bench": __version__},
+                      "options": json.dumps(cfg.model.options), "iterations": str(iteration), "profile": cfg.profile, "sr_bench": __version__},
         )
     _barrier(world)
     ups = done / train_seconds if train_seconds > 0 and done else 0.0

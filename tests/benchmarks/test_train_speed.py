@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -61,72 +59,13 @@ def updates_per_second(amp: str, channels_last: bool = True, steps: int = 4) -> 
     return steps / (time.perf_counter() - t0)
 
 
-def saved_activation_bytes(model: str, options: dict) -> int:
-    """Bytes of the distinct tensors autograd keeps for backward in one forward pass (fp32)."""
-    from sr_bench.models import create
-
-    net = create(model, scale=2, **options).to(memory_format=torch.channels_last)
-    x, _ = _batch(True)
-    seen: dict[tuple[int, int], int] = {}
-
-    def pack(t: torch.Tensor):
-        if t.device.type == "cpu" and t.untyped_storage().data_ptr() != 0:
-            seen[(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = net(x, scale=2)
-    del out
-    params = {p.untyped_storage().data_ptr() for p in net.parameters()}
-    return sum(n for (ptr, _), n in seen.items() if ptr not in params)
-
-
-_RSS_SCRIPT = r"""
-import json, sys, torch
-from sr_bench.models import create
-
-def status(field):  # kB values of /proc/self/status (Linux)
-    for line in open("/proc/self/status"):
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-
-name, options = sys.argv[1], json.loads(sys.argv[2])
-torch.manual_seed(0)
-net = create(name, scale=2, **options).to(memory_format=torch.channels_last)
-opt = torch.optim.Adam(net.parameters(), 1e-4)
-x = torch.rand(16, 3, 48, 48).contiguous(memory_format=torch.channels_last)
-y = torch.rand(16, 3, 96, 96).contiguous(memory_format=torch.channels_last)
-def step():
-    loss = torch.nn.functional.l1_loss(net(x, scale=2), y)
-    opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-with torch.no_grad():  # warm the allocator and oneDNN with a one-image inference pass
-    net(x[:1], scale=2)
-before = status("VmRSS")
-with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
-    f.write("5")
-step()
-print(json.dumps({"peak_increase_mib": (status("VmHWM") - before) / 1024}))
-"""
-
-
-def peak_rss_increase_mib(model: str, options: dict) -> float:
-    """Peak resident memory added by the first training step, in a fresh process (Linux: the
-    VmHWM high-water mark, reset just before the step; ``ru_maxrss`` would carry the parent's
-    peak over the fork)."""
-    env = dict(os.environ, OMP_NUM_THREADS="2")
-    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, model, json.dumps(options)], capture_output=True,
-                         text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_increase_mib"]
-
-
 def memory_report() -> dict[str, dict[str, float]]:
+    from sr_bench.train.memory import training_memory
+
     report = {}
     for label, options in MEMORY_MODELS.items():
-        model = label.split("+")[0]
-        report[label] = {
-            "saved_for_backward_mib": saved_activation_bytes(model, options) / 2**20,
-            "peak_rss_increase_mib": peak_rss_increase_mib(model, options),
-        }
+        m = training_memory(label.split("+")[0], 2, options, "cpu", BATCH, PATCH)
+        report[label] = {"saved_for_backward_mib": m["saved_for_backward_mib"], "peak_rss_increase_mib": m["peak_mib"]}
     return report
 
 
