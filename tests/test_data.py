@@ -119,3 +119,38 @@ def test_real_datasets_are_complete(data_root, name, count, lr):
     assert ds.lr_source(2) == lr
     if name == "Urban100":
         assert ds.lr_source(4) == "file"
+
+
+def test_data_cli_check_and_where(data_root, capsys):
+    from sr_bench.data.__main__ import main
+
+    assert main(["check", "--data-root", str(data_root)]) == 0
+    out = capsys.readouterr().out
+    assert "ok       Set5" in out and "missing  DIV2K " in out and "x4 file" in out
+    assert main(["where", "DIV2K"]) == 0
+    assert "<root>/DIV2K/DIV2K_valid_HR" in capsys.readouterr().out
+
+
+def test_download_verifies_checksum_and_counts(tmp_path, monkeypatch):
+    """The download path with a local archive standing in for the official one."""
+    import hashlib
+    import tarfile
+
+    import sr_bench.data.__main__ as cli
+
+    src = tmp_path / "src"
+    for i in range(5):
+        write_image(src / "benchmark" / "Set5" / "HR" / f"im{i}.png", _tiny(i), compress_level=0)
+    archive = tmp_path / "benchmark.tar"
+    with tarfile.open(archive, "w") as t:
+        t.add(src / "benchmark", arcname="benchmark")
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(cli.ARCHIVES, "Set5", (archive.as_uri(),))
+    monkeypatch.setattr(cli, "BENCHMARK_URL", archive.as_uri())
+    root = tmp_path / "data"
+    with pytest.raises(SystemExit, match="does not match --sha256"):
+        cli.main(["download", "Set5", "--root", str(root), "--sha256", "0" * 64])
+    assert not (root / "benchmark").exists()  # nothing unpacked from an unverified archive
+    assert cli.main(["download", "Set5", "--root", str(root), "--sha256", digest]) == 0
+    assert len(open_dataset("Set5", root)) == 5
+    assert digest in (root / "DOWNLOADS.tsv").read_text()

@@ -107,7 +107,7 @@ class Dataset:
         cached = cache_dir() / "lr" / self.name / f"X{scale}" / f"{ref.stem}-{hr_sha256[:16]}.npy"
         if cached.is_file():
             try:
-                return np.load(cached, allow_pickle=False), f"generated-from:{hr_sha256}", "generated"
+                return np.load(cached, allow_pickle=False), f"generated-x{scale}-from:{hr_sha256}", "generated"
             except (OSError, ValueError):
                 pass  # unreadable cache entry: regenerate and overwrite it below
         if hr is None:
@@ -119,7 +119,7 @@ class Dataset:
             )
         lr = downscale(hr, scale)
         atomic_write(cached, lambda tmp: np.save(open(tmp, "wb"), lr, allow_pickle=False))
-        return lr, f"generated-from:{hr_sha256}", "generated"
+        return lr, f"generated-x{scale}-from:{hr_sha256}", "generated"
 
     def lr(self, i: int, scale: int) -> np.ndarray:
         return self.read_lr(i, scale)[0]
