@@ -569,10 +569,29 @@ def export_safetensors(
     path: str | os.PathLike,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write a model's (or a state_dict's) tensors to ``path`` as safetensors, atomically."""
-    from safetensors.torch import save_file
+    """Write a model's (or a state_dict's) tensors to ``path`` as safetensors, atomically.
+
+    The file is a function of the tensors and metadata alone (the same weights always have the
+    same sha256, which records use as their identity)."""
+    from safetensors.torch import save
 
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    data = _canonical_header(save(tensors, metadata=meta))
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """safetensors writes ``__metadata__`` in hash-map order, which changes from process to
+    process; rewrite the header with it sorted (the tensor entries keep their order and offsets)."""
+    import json
+    import struct
+
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # safetensors aligns the data to 8 bytes
+    return struct.pack("<Q", len(text)) + text + data[8 + n :]

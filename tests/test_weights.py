@@ -24,6 +24,7 @@ from sr_bench.weights import (
     partial_load,
     read_state_dict,
     resolve_weights,
+    sha256_file,
 )
 
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
@@ -307,3 +308,23 @@ def test_export_safetensors_is_atomic_and_complete(tmp_path):
     state, fmt, _ = read_state_dict(path)
     assert fmt == "safetensors" and set(state) == set(m.state_dict())
     assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
+
+
+def test_exported_weights_hash_the_same_in_every_process(tmp_path):
+    """Records identify weights by sha256: metadata order must not change the bytes."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch; from sr_bench.weights import export_safetensors;"
+        "export_safetensors({'a': torch.arange(6.).reshape(2, 3), 'b': torch.ones(3)}, sys.argv[1],"
+        " metadata={k: k * 2 for k in 'zyxwvutsrq'})"
+    )
+    digests = set()
+    for i in range(3):
+        out = tmp_path / f"w{i}.safetensors"
+        subprocess.run([sys.executable, "-c", script, str(out)], check=True)
+        digests.add(sha256_file(out))
+        state, fmt, meta = read_state_dict(out)
+        assert fmt == "safetensors" and meta["q"] == "qq" and state["a"][1, 2] == 5
+    assert len(digests) == 1
