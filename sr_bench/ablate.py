@@ -20,7 +20,7 @@ from sr_bench import baselines
 from sr_bench.data import open_dataset
 from sr_bench.evaluate import evaluate, load_candidates
 from sr_bench.images import atomic_write
-from sr_bench.records import append_records
+from sr_bench.records import append_records, environment, git_commit
 from sr_bench.reproduce import available_datasets
 
 __all__ = ["Ablation", "Variant", "ABLATIONS", "run", "main"]
@@ -116,13 +116,23 @@ def _train(model: str, scale: int, changes: dict[str, Any], config: AblateConfig
     return train(cfg, resume=(out / "checkpoint.pt").is_file())
 
 
+def _run_dir(config: AblateConfig, model: str, scale: int, changes: dict[str, Any], own: Path) -> Path:
+    """A run with the profile's recipe unchanged is the one ``sr_bench.reproduce`` trains: share
+    its folder instead of training it twice (the trainer checks that the recipes agree)."""
+    if not changes and config.seed == 0:
+        return Path(config.runs) / f"{config.profile}-{model}-x{scale}"
+    return own
+
+
 def _train_variant(ab: Ablation, v: Variant, config: AblateConfig, out: Path, say) -> Any:
     options = ab.quick_options if config.profile != "paper" else {}
     changes = _set_option(v.changes, options)
     if changes.get("model.init") == "x2":  # the warm start: the same network trained at x2 first
-        source = _train(ab.model, 2, _set_option({}, options), config, out.parent / "x2-source", "x2 source", say)
+        base = _set_option({}, options)
+        source_dir = _run_dir(config, ab.model, 2, base, out.parent / "x2-source")
+        source = _train(ab.model, 2, base, config, source_dir, "x2 source", say)
         changes["model.init"] = str(source.weights)
-    return _train(ab.model, ab.scale, changes, config, out, v.label, say)
+    return _train(ab.model, ab.scale, changes, config, _run_dir(config, ab.model, ab.scale, changes, out), v.label, say)
 
 
 def _peak_memory(model: str, scale: int, options: dict[str, Any], device: str) -> dict[str, float]:
@@ -230,7 +240,10 @@ def run(config: AblateConfig) -> Path:
                             measured["variant"]["label"]: measured["variant"]["history"]},
                      folder / f"{name}.png", f"--{name}: {ab.model} x{ab.scale}, {config.profile} profile, validation on {measured['reference']['history'][0]['dataset'] if measured['reference']['history'] else '-'}",
                      best_of=measured["variant"]["label"] if name == "warm-start" else None)
+        env = environment(eval_device)
         summaries[name] = {"profile": config.profile, "model": ab.model, "scale": ab.scale, "datasets": datasets,
+                           "measured_on": f"{env['host']}, torch {env['torch_version']}, sr_bench commit {git_commit()}, "
+                                          f"{env['date'][:10]}; data: {', '.join(datasets)}",
                            "why_options": ab.why_options if config.profile != "paper" else "",
                            "claim": _claim(name), "verdict": _verdict(name, measured["reference"], measured["variant"]),
                            "plot": plot.name, **measured}
@@ -260,7 +273,8 @@ def _write_markdown(path: Path, summaries: dict) -> Path:
         ref, alt = s["reference"], s["variant"]
         lines += [f"## `--{name}`: {s['model']} x{s['scale']}, {s['profile']} profile", "",
                   f"**Paper's claim** ({s['claim']['source']}): {s['claim']['claim']}", "",
-                  f"**Measured:** {s['verdict']}.", ""]
+                  f"**Measured:** {s['verdict']}.", "",
+                  f"Measured on {s.get('measured_on', 'unknown')}.", ""]
         if s.get("why_options"):
             lines += [f"Note: {s['why_options']}.", ""]
         ds = s["datasets"]

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import platform
+import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Iterable
 
 from sr_bench.images import atomic_write
 
-__all__ = ["Record", "RecordKey", "read_records", "append_records", "write_records", "environment"]
+__all__ = ["Record", "RecordKey", "read_records", "append_records", "write_records", "environment", "git_commit"]
 
 SCHEMA_VERSION = 1
 
@@ -97,6 +98,19 @@ def environment(device: str) -> dict[str, str]:
         "host": host,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def git_commit() -> str:
+    """The sr_bench checkout's short commit, with ``+uncommitted`` when it has local changes."""
+    here = Path(__file__).parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=here, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    return head.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
 
 
 def read_records(path: str | os.PathLike) -> list[Record]:

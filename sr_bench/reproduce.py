@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import torch
 
 from sr_bench.data import DatasetNotFound, data_root, open_dataset
 from sr_bench.evaluate import Candidate, evaluate, load_candidates
-from sr_bench.records import RecordKey, append_records, read_records
+from sr_bench.records import RecordKey, append_records, git_commit, read_records
 from sr_bench.tables.table3 import Column, Skip, write_table3
 
 __all__ = ["ReproduceConfig", "Job", "plan", "run", "main"]
@@ -73,9 +72,8 @@ def available_datasets(root: str | None) -> tuple[list[str], dict[str, str]]:
         try:
             open_dataset(name, root)
             present.append(name)
-        except DatasetNotFound as e:
+        except DatasetNotFound:
             absent[name] = "dataset absent" + (" (no data root)" if data_root(root) is None else "")
-            del e
     if not present:
         present = ["embedded"]
     return present, absent
@@ -112,15 +110,6 @@ def plan(config: ReproduceConfig, datasets: Sequence[str]) -> list[Job]:
     if config.models:
         jobs = [j for j in jobs if j.model in config.models]
     return jobs
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
-        return out.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _train(job: Job, scale: int, config: ReproduceConfig, say) -> Path:
@@ -210,7 +199,7 @@ def run(config: ReproduceConfig) -> Path:
         f"Profile **{config.profile}**{' with published weights' if config.pretrained else ''}; "
         f"data: {'scikit-image photos (no benchmark data found)' if embedded else ', '.join(datasets)}; "
         f"device {config.device_name} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads); "
-        f"sr_bench commit {_git_commit()}; {time.strftime('%Y-%m-%d', time.gmtime())}."
+        f"sr_bench commit {git_commit()}; {time.strftime('%Y-%m-%d', time.gmtime())}."
     )
     table3 = write_table3(read_records(records_path), results / "table3.md", skipped=skipped, title_note=note)
     say(f"table 3: {table3.resolve()}")

@@ -43,3 +43,33 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one intra-op thread (and do not fight other jobs for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _textured(h: int, w: int, seed: int):
+    """A smooth-but-busy RGB uint8 image: misaligned patches differ a lot from aligned ones."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.zeros((h, w, 3))
+    for c in range(3):
+        for _ in range(4):
+            fy, fx, ph = rng.uniform(0.05, 0.6, 2).tolist() + [rng.uniform(0, 6.28)]
+            img[..., c] += np.sin(fy * yy + fx * xx + ph)
+    img = (img - img.min()) / (img.max() - img.min())
+    return np.round(img * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def textured():
+    """``textured(h, w, seed)`` -> a synthetic photograph-like uint8 image."""
+    return _textured

@@ -30,12 +30,7 @@ THIN = {"edsr": {"filters": 8}, "edsr-baseline": {"filters": 8}, "mdsr": {"filte
 CASES = [(n, s) for n in models.names() for s in models.get_spec(n).scales]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name, scale, **options):

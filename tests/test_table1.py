@@ -12,12 +12,7 @@ from sr_bench.tables import table1
 from sr_bench.tables.table1 import Measured, render_table1, write_table1
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def conv(cin, cout, k=3):

@@ -24,20 +24,8 @@ TINY = {"blocks": 2, "filters": 16}
 TINY_MDSR = {"blocks": 1, "filters": 8}
 
 
-def _textured(h: int, w: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    img = np.zeros((h, w, 3))
-    for c in range(3):
-        for _ in range(4):
-            fy, fx, ph = rng.uniform(0.05, 0.6, 2).tolist() + [rng.uniform(0, 6.28)]
-            img[..., c] += np.sin(fy * yy + fx * xx + ph)
-    img = (img - img.min()) / (img.max() - img.min())
-    return np.round(img * 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
+def data(tmp_path_factory, textured) -> dict[str, Path]:
     """A small training folder and a one-image validation folder."""
     from PIL import Image
 
@@ -45,8 +33,8 @@ def data(tmp_path_factory) -> dict[str, Path]:
     (root / "train").mkdir()
     (root / "val").mkdir()
     for i, (h, w) in enumerate([(96, 100), (120, 96), (100, 132), (96, 96)]):
-        Image.fromarray(_textured(h, w, i)).save(root / "train" / f"t{i}.png")
-    Image.fromarray(_textured(48, 60, 99)).save(root / "val" / "v0.png")
+        Image.fromarray(textured(h, w, i)).save(root / "train" / f"t{i}.png")
+    Image.fromarray(textured(48, 60, 99)).save(root / "val" / "v0.png")
     return {"train": root / "train", "val": root / "val", "cache": root / "cache"}
 
 

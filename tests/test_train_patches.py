@@ -14,30 +14,17 @@ from sr_bench.resize import downscale
 from sr_bench.train.patches import PatchBatches, load_images, make_loader, to_model_input
 
 
-def _textured(h: int, w: int, seed: int) -> np.ndarray:
-    """A smooth-but-busy RGB image: misaligned patches differ a lot from aligned ones."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    img = np.zeros((h, w, 3))
-    for c in range(3):
-        for _ in range(4):
-            fy, fx, ph = rng.uniform(0.05, 0.6, 2).tolist() + [rng.uniform(0, 6.28)]
-            img[..., c] += np.sin(fy * yy + fx * xx + ph)
-    img = (img - img.min()) / (img.max() - img.min())
-    return np.round(img * 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory) -> Path:
+def image_folder(tmp_path_factory, textured) -> Path:
     """5 colour images of varied sizes, one gray image, one too small for a 16px LR patch at x2."""
     from PIL import Image
 
     folder = tmp_path_factory.mktemp("train_images")
     sizes = [(70, 90), (96, 64), (81, 77), (66, 100), (120, 72)]
     for i, (h, w) in enumerate(sizes):
-        Image.fromarray(_textured(h, w, i)).save(folder / f"img{i}.png")
-    Image.fromarray(_textured(72, 68, 9)[..., 1]).save(folder / "gray.png")
-    Image.fromarray(_textured(20, 24, 7)).save(folder / "tiny.png")
+        Image.fromarray(textured(h, w, i)).save(folder / f"img{i}.png")
+    Image.fromarray(textured(72, 68, 9)[..., 1]).save(folder / "gray.png")
+    Image.fromarray(textured(20, 24, 7)).save(folder / "tiny.png")
     return folder
 
 

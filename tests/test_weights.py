@@ -30,12 +30,7 @@ from sr_bench.weights import (
 BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(scale=2, seed=0, **kw):
