@@ -157,9 +157,10 @@ def _gather(x: torch.Tensor, plan: _AxisPlan, outputs: np.ndarray, dtype: torch.
 
 def _round_uint8(acc: torch.Tensor, x: torch.Tensor, plan: _AxisPlan) -> torch.Tensor:
     """MATLAB's uint8 rounding of a float32 pass, with near-ties redone in float64."""
-    distance_to_tie = torch.frac(acc).abs_().sub_(0.5).abs_()
-    pos = (distance_to_tie < _TIE_TOLERANCE).nonzero()
-    rounded = acc.add_(0.5).floor_()
+    # torch.round breaks ties to even, MATLAB away from zero: the two differ only at exact ties,
+    # and every output near a tie is recomputed in float64 and rounded half up below.
+    rounded = torch.round(acc)
+    pos = (acc.sub_(rounded).abs_() > 0.5 - _TIE_TOLERANCE).nonzero()
     if len(pos):
         b, o, m = pos.unbind(1)
         o_np = o.cpu().numpy()
