@@ -101,11 +101,13 @@ def environment(device: str) -> dict[str, str]:
 
 
 def git_commit() -> str:
-    """The sr_bench checkout's short commit, with ``+uncommitted`` when it has local changes."""
-    here = Path(__file__).parent
+    """The sr_bench checkout's short commit, with ``+uncommitted`` when the code or the published
+    numbers (``sr_bench/``, ``baselines/``) have local changes; generated results do not count."""
+    here = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=here, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sr_bench", "baselines"],
+                               capture_output=True, text=True, cwd=here, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if head.returncode != 0:
