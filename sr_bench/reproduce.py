@@ -196,10 +196,11 @@ def run(config: ReproduceConfig) -> Path:
                     append_records(records_path, recs)  # after every step: an interrupted run resumes here
                     done |= {r.key for r in recs}
     note = (
-        f"Profile **{config.profile}**{' with published weights' if config.pretrained else ''}; "
+        f"Last run: profile **{config.profile}**{' with published weights' if config.pretrained else ''}; "
         f"data: {'scikit-image photos (no benchmark data found)' if embedded else ', '.join(datasets)}; "
         f"device {config.device_name} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads); "
-        f"sr_bench commit {git_commit()}; {time.strftime('%Y-%m-%d', time.gmtime())}."
+        f"sr_bench commit {git_commit()}; {time.strftime('%Y-%m-%d', time.gmtime())}. The table shows every record "
+        f"in {records_path.name}, earlier runs' included (each record keeps its own data hash, device and date)."
     )
     table3 = write_table3(read_records(records_path), results / "table3.md", skipped=skipped, title_note=note)
     say(f"table 3: {table3.resolve()}")
