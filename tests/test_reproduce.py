@@ -58,3 +58,16 @@ def test_ablate_needs_a_choice(capsys):
     with pytest.raises(SystemExit):
         ablate_main([])
     assert "choose an ablation" in capsys.readouterr().err
+
+
+def test_ablation_runs_that_restate_the_profile_share_the_reproduce_run(tmp_path):
+    from sr_bench.ablate import AblateConfig, _run_dir
+
+    config = AblateConfig(["loss"], runs=str(tmp_path))
+    own = tmp_path / "own"
+    shared = tmp_path / "quick-edsr-baseline-x2"
+    assert _run_dir(config, "edsr-baseline", 2, {}, own) == shared
+    assert _run_dir(config, "edsr-baseline", 2, {"model.loss": "l1"}, own) == shared  # L1 is the recipe
+    assert _run_dir(config, "edsr-baseline", 2, {"model.loss": "l2"}, own) == own
+    assert _run_dir(config, "edsr-baseline", 2, {"model.options": {"batch_norm": True}}, own) == own
+    assert _run_dir(AblateConfig(["loss"], runs=str(tmp_path), seed=1), "edsr-baseline", 2, {}, own) == own
