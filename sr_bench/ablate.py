@@ -119,10 +119,11 @@ def _train(model: str, scale: int, changes: dict[str, Any], config: AblateConfig
 def _run_dir(config: AblateConfig, model: str, scale: int, changes: dict[str, Any], own: Path) -> Path:
     """A run whose recipe is the profile's own (no changes, or changes that restate its defaults,
     such as ``loss=l1``) is the one ``sr_bench.reproduce`` trains: share its folder instead of
-    training it twice (the trainer checks again that the recipes agree)."""
+    training it twice (the trainer checks again that the recipes agree). Only x2 runs: the paper
+    profile's x3/x4 runs start from x2, so a from-scratch x3/x4 run is never reproduce's."""
     from sr_bench.train import make_config
 
-    if config.seed == 0 and make_config(config.profile, model, scale, **changes) == make_config(config.profile, model, scale):
+    if scale == 2 and config.seed == 0 and make_config(config.profile, model, scale, **changes) == make_config(config.profile, model, scale):
         return Path(config.runs) / f"{config.profile}-{model}-x{scale}"
     return own
 

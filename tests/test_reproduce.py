@@ -71,3 +71,4 @@ def test_ablation_runs_that_restate_the_profile_share_the_reproduce_run(tmp_path
     assert _run_dir(config, "edsr-baseline", 2, {"model.loss": "l2"}, own) == own
     assert _run_dir(config, "edsr-baseline", 2, {"model.options": {"batch_norm": True}}, own) == own
     assert _run_dir(AblateConfig(["loss"], runs=str(tmp_path), seed=1), "edsr-baseline", 2, {}, own) == own
+    assert _run_dir(config, "edsr-baseline", 4, {}, own) == own  # reproduce's x4 is warm-started from x2
