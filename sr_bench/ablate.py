@@ -20,8 +20,10 @@ from sr_bench import baselines
 from sr_bench.data import open_dataset
 from sr_bench.evaluate import evaluate, load_candidates
 from sr_bench.images import atomic_write
-from sr_bench.records import append_records, environment, git_commit
+from sr_bench.inference import resolve_device
+from sr_bench.records import RecordKey, append_records, environment, git_commit, read_records
 from sr_bench.reproduce import available_datasets
+from sr_bench.train.memory import training_memory
 
 __all__ = ["Ablation", "Variant", "ABLATIONS", "run", "main"]
 
@@ -87,33 +89,28 @@ def _claim(name: str) -> dict[str, str]:
     return next(r for r in baselines.read_csv("claims.csv") if r["ablation"] == name)
 
 
-def _set_option(changes: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """Fold ``model.options.X`` entries and CPU-sized options into one ``model.options`` dict."""
-    merged = dict(options)
-    out = {}
-    for k, v in changes.items():
-        if k.startswith("model.options."):
-            merged[k.removeprefix("model.options.")] = v
-        else:
-            out[k] = v
-    if merged:
-        out["model.options"] = merged
-    return out
+def _model_options(ab: Ablation, v: Variant, profile: str) -> dict[str, Any]:
+    """``create()`` options of a variant: the CPU-sized shape (profiles other than paper) and its knob."""
+    options = dict(ab.quick_options if profile != "paper" else {})
+    options.update({k.removeprefix("model.options."): val for k, val in v.changes.items() if k.startswith("model.options.")})
+    return options
+
+
+def _config_changes(v: Variant, options: dict[str, Any]) -> dict[str, Any]:
+    """The variant's TrainConfig changes with its model options folded into one ``model.options``."""
+    changes = {k: val for k, val in v.changes.items() if not k.startswith("model.options.")}
+    if options:
+        changes["model.options"] = options
+    return changes
 
 
 def _train(model: str, scale: int, changes: dict[str, Any], config: AblateConfig, out: Path, label: str, say) -> Any:
     """Train one variant (or pick up its finished or interrupted run in ``out``)."""
-    from sr_bench.data import data_root
-    from sr_bench.train import make_config, train
+    from sr_bench.train import train_or_reuse
 
-    changes = {**changes, "out": str(out), "seed": config.seed, "runtime.device": config.device}
-    if config.data_root:
-        changes["data.root"] = config.data_root
-    if data_root(config.data_root) is None:
-        changes.update({"data.dataset": "embedded-train", "val.dataset": "embedded"})
-    cfg = make_config(config.profile, model, scale, **changes)
     say(f"training '{label}' ({model} x{scale}, {config.profile} profile) -> {out}")
-    return train(cfg, resume=(out / "checkpoint.pt").is_file())
+    return train_or_reuse(config.profile, model, scale, out, data_root=config.data_root, device=config.device,
+                          seed=config.seed, **changes)
 
 
 def _run_dir(config: AblateConfig, model: str, scale: int, changes: dict[str, Any], own: Path) -> Path:
@@ -128,30 +125,23 @@ def _run_dir(config: AblateConfig, model: str, scale: int, changes: dict[str, An
     return own
 
 
-def _train_variant(ab: Ablation, v: Variant, config: AblateConfig, out: Path, say) -> Any:
-    options = ab.quick_options if config.profile != "paper" else {}
-    changes = _set_option(v.changes, options)
+def _train_variant(ab: Ablation, v: Variant, options: dict[str, Any], config: AblateConfig, out: Path, say) -> Any:
+    changes = _config_changes(v, options)
     if changes.get("model.init") == "x2":  # the warm start: the same network trained at x2 first
-        base = _set_option({}, options)
+        base = _config_changes(Variant("x2 source"), _model_options(ab, Variant("x2 source"), config.profile))
         source_dir = _run_dir(config, ab.model, 2, base, out.parent / "x2-source")
         source = _train(ab.model, 2, base, config, source_dir, "x2 source", say)
         changes["model.init"] = str(source.weights)
     return _train(ab.model, ab.scale, changes, config, _run_dir(config, ab.model, ab.scale, changes, out), v.label, say)
 
 
-def _peak_memory(model: str, scale: int, options: dict[str, Any], device: str) -> dict[str, float]:
-    from sr_bench.train.memory import training_memory
-
-    return training_memory(model, scale, options, device=device)
-
-
 def _plot(name: str, curves: dict[str, list[dict]], path: Path, title: str, best_of: str | None = None) -> Path:
-    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    FigureCanvasAgg(fig)  # no pyplot: drawing changes no global matplotlib state
+    ax = fig.subplots()
     colours = {0: "tab:blue", 1: "tab:green"}
     for i, (label, history) in enumerate(curves.items()):
         pts = sorted((h["iteration"], h["psnr"]) for h in history)
@@ -166,9 +156,7 @@ def _plot(name: str, curves: dict[str, list[dict]], path: Path, title: str, best
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
 
 
 def _verdict(name: str, ref: dict, alt: dict) -> str:
@@ -199,32 +187,44 @@ def _verdict(name: str, ref: dict, alt: dict) -> str:
 
 def run(config: AblateConfig) -> Path:
     say = lambda msg: print(f"[ablate] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    import torch
-
-    eval_device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
+    eval_device = resolve_device(config.device)
     results = Path(config.results)
     folder = results / "ablations"
-    datasets, absent = available_datasets(config.data_root)
+    datasets, _ = available_datasets(config.data_root)
     if config.profile != "paper":
         datasets = [d for d in datasets if d != "Urban100" and d != "DIV2K"] or datasets
     table = _ablations(config.res_scale, config.loss)
     summaries = _read_summaries(folder / "summary.json")
+    # a run shared by two ablations (the plain x2 baseline) or met again on a rerun is evaluated
+    # and measured once: finished records are reused by key, memory by network
+    records = {r.key: r for r in read_records(folder / "records.jsonl")}
+    memory: dict[str, dict[str, float]] = {}
+
+    def peak_memory(model: str, scale: int, options: dict[str, Any]) -> dict[str, float]:
+        key = json.dumps([model, scale, options], sort_keys=True)
+        if key not in memory:
+            memory[key] = training_memory(model, scale, options, device=eval_device)
+        return memory[key]
+
     for name in config.ablations:
         ab = table[name]
         measured = {}
         for key, v in (("reference", ab.reference), ("variant", ab.variant)):
             out = Path(config.runs) / "ablations" / name / config.profile / key
-            result = _train_variant(ab, v, config, out, say)
-            options = dict(ab.quick_options if config.profile != "paper" else {})
-            options.update({k.removeprefix("model.options."): val for k, val in v.changes.items() if k.startswith("model.options.")})
+            options = _model_options(ab, v, config.profile)
+            result = _train_variant(ab, v, options, config, out, say)
             cands = load_candidates(ab.model, [ab.scale], str(result.weights), eval_device, options=options)
             for c in cands:
                 c.profile = f"ablation {name}: {v.label}"
             recs = []
             for ds in datasets:
-                recs += evaluate(cands, open_dataset(ds, config.data_root), "paper", progress=False,
-                                 device=eval_device)
-            append_records(folder / "records.jsonl", recs)
+                found = records.get(RecordKey(ab.model, cands[0].weights_sha256, ds, ab.scale, False, "paper"))
+                if found is None:
+                    new = evaluate(cands, open_dataset(ds, config.data_root), "paper", progress=False, device=eval_device)
+                    append_records(folder / "records.jsonl", new)
+                    records.update({r.key: r for r in new})
+                    found = new[0]
+                recs.append(found)
             n_params = sum(p.numel() for p in cands[0].module.parameters())
             measured[key] = {
                 "label": v.label,
@@ -232,14 +232,14 @@ def run(config: AblateConfig) -> Path:
                 "ssim": {r.dataset: r.ssim for r in recs},
                 "mean_psnr": sum(r.psnr for r in recs) / len(recs),
                 "parameters": n_params,
-                "memory": _peak_memory(ab.model, ab.scale, options, eval_device),
+                "memory": peak_memory(ab.model, ab.scale, options),
                 "train_seconds": result.total_seconds,
                 "iterations": result.iterations,
                 "diverged": result.diverged,
                 "history": [h for h in result.history if h.get("scale") == ab.scale],
             }
         if name == "no-bn":  # the paper's 40% is measured against SRResNet
-            measured["reference"]["srresnet_memory"] = _peak_memory("srresnet", ab.scale, {}, eval_device)
+            measured["reference"]["srresnet_memory"] = peak_memory("srresnet", ab.scale, {})
         plot = _plot(name, {measured["reference"]["label"]: measured["reference"]["history"],
                             measured["variant"]["label"]: measured["variant"]["history"]},
                      folder / f"{name}.png", f"--{name}: {ab.model} x{ab.scale}, {config.profile} profile, validation on {measured['reference']['history'][0]['dataset'] if measured['reference']['history'] else '-'}",

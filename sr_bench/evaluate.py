@@ -29,7 +29,7 @@ from sr_bench import baselines
 from sr_bench.data import Dataset, open_dataset
 from sr_bench.images import as_batch, quantize
 from sr_bench.inference import parse_dtype, prepare_model, super_resolve_modes
-from sr_bench.models import create, get_spec, names
+from sr_bench.models import create, get_spec, names, parse_option
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
 from sr_bench.records import Record, append_records, environment, read_records
 
@@ -327,7 +327,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     p = argparse.ArgumentParser(prog="python -m sr_bench.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", "--models", dest="models", nargs="+", required=True, help="registered model name(s)")
     p.add_argument("--weights", nargs="+", default=[], help="per model: official | random | NAME | PATH (PATH may contain {scale})")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
                    help="model option the weights were trained with, e.g. batch_norm=true (repeatable)")
     p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100", "Urban100"])
     p.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
@@ -348,21 +348,8 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
         models=a.models, datasets=a.datasets, scales=a.scales, protocol=a.protocol, weights=a.weights,
         self_ensemble=a.self_ensemble, data_root=a.data_root, out=a.out, table=a.table, device=a.device,
         dtype=a.dtype, tile=a.tile, memory_budget=a.memory_budget, max_images=a.max_images, progress=a.progress,
-        options=dict(_parse_option(o) for o in a.option),
+        options=dict(a.option),
     )
-
-
-def _parse_option(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with VALUE read as JSON where it can be (true, 0.1, 128), else as a string."""
-    import json
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise SystemExit(f"--option {text!r}: expected KEY=VALUE, e.g. batch_norm=true")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,7 @@ __all__ = [
     "prepare_model",
     "parse_dtype",
     "parse_bytes",
+    "resolve_device",
     "bytes_per_lr_pixel",
     "tile_for_budget",
     "model_device",
@@ -61,6 +62,13 @@ _DTYPES = {
     "fp16": torch.float16,
     "half": torch.float16,
 }
+
+
+def resolve_device(spec: str | None) -> str:
+    """``auto`` (or None) -> ``cuda`` when a CUDA device is usable, else ``cpu``; other specs as given."""
+    if spec in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return spec
 
 
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:

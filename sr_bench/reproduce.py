@@ -22,6 +22,7 @@ import torch
 
 from sr_bench.data import DatasetNotFound, data_root, open_dataset
 from sr_bench.evaluate import Candidate, evaluate, load_candidates
+from sr_bench.inference import resolve_device
 from sr_bench.records import RecordKey, append_records, git_commit, read_records
 from sr_bench.tables.table3 import Column, Skip, write_table3
 
@@ -62,7 +63,7 @@ class ReproduceConfig:
 
     @property
     def device_name(self) -> str:
-        return ("cuda" if torch.cuda.is_available() else "cpu") if self.device == "auto" else self.device
+        return resolve_device(self.device)
 
 
 def available_datasets(root: str | None) -> tuple[list[str], dict[str, str]]:
@@ -113,26 +114,16 @@ def plan(config: ReproduceConfig, datasets: Sequence[str]) -> list[Job]:
 
 
 def _train(job: Job, scale: int, config: ReproduceConfig, say) -> Path:
-    """Train one run, or resume it, or pick up its finished weights (the trainer checks that the
-    recipe in the folder is the one asked for)."""
-    from sr_bench.train import make_config, train
-    from sr_bench.train.loop import CHECKPOINT
+    """Train one run, or resume it, or pick up its finished weights."""
+    from sr_bench.train import train_or_reuse
 
     out = config.runs_dir / f"{config.profile}-{job.model}-x{scale}"
-    changes = {"out": str(out), "runtime.device": config.device}
-    if config.data_root:
-        changes["data.root"] = config.data_root
-    if data_root(config.data_root) is None:
-        changes["data.dataset"] = "embedded-train"
-        changes["val.dataset"] = "embedded"
+    changes = {}
     if job.warm_start_from and scale != job.warm_start_from:
         changes["model.init"] = str(_train(job, job.warm_start_from, config, say))
-    cfg = make_config(config.profile, job.model, scale, **changes)
-    resume = (out / CHECKPOINT).is_file()
-    say(f"training {job.model} x{scale} ({config.profile} profile){' - resuming or reusing' if resume else ''} -> {out}")
-    for note in cfg.notes:
-        say(f"  {note}")
-    return train(cfg, resume=resume).weights
+    say(f"training {job.model} x{scale} ({config.profile} profile) -> {out}")
+    return train_or_reuse(config.profile, job.model, scale, out, data_root=config.data_root, device=config.device,
+                          **changes).weights
 
 
 def run(config: ReproduceConfig) -> Path:

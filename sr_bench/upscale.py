@@ -23,7 +23,7 @@ import torch
 
 from sr_bench import models
 from sr_bench.images import IMAGE_EXTENSIONS, ImageError, read_image, to_image, to_tensor, write_image
-from sr_bench.inference import parse_dtype, prepare_model, super_resolve
+from sr_bench.inference import parse_dtype, prepare_model, resolve_device, super_resolve
 from sr_bench.weights import WeightsError, get_weights, load_weights, weights_for, weights_names
 
 __all__ = ["main", "build_parser", "collect_images", "resolve_model"]
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         dupes = sorted({s for s in stems if stems.count(s) > 1})
         if dupes:
             raise UsageError(f"several inputs share the name(s) {', '.join(dupes)}; their outputs would collide")
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = torch.device(resolve_device(args.device))
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda, but this torch has no usable CUDA device; use --device cpu")
         model = models.create(name, scale=scale)

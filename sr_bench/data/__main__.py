@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import sys
 import tarfile
@@ -22,6 +21,7 @@ from typing import Sequence
 
 from sr_bench.data.dataset import DatasetNotFound, data_root, open_dataset
 from sr_bench.data.registry import BENCHMARK_URL, DATASETS, DIV2K_URL, get_spec
+from sr_bench.weights import sha256_file
 
 ARCHIVES: dict[str, tuple[str, ...]] = {
     **{name: (BENCHMARK_URL,) for name in ("Set5", "Set14", "B100", "Urban100")},
@@ -56,14 +56,6 @@ def where(name: str) -> int:
     return 0
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download(name: str, root: Path, expected: Sequence[str]) -> int:
     urls = ARCHIVES.get(name)
     if urls is None:
@@ -83,7 +75,7 @@ def download(name: str, root: Path, expected: Sequence[str]) -> int:
                     shutil.copyfileobj(r, f)
             except OSError as e:
                 raise SystemExit(f"cannot download {url}: {e}. Download it yourself and unpack it under {root}.") from None
-            digest = _sha256(archive)
+            digest = sha256_file(archive)
             if expected and digest != expected[i].lower():
                 raise SystemExit(f"{file_name}: sha256 {digest} does not match --sha256 {expected[i]}; nothing was unpacked")
             with open(root / "DOWNLOADS.tsv", "a") as log:

@@ -23,6 +23,7 @@ from sr_bench.models.registry import (
     get_spec,
     names,
     options,
+    parse_option,
     register_model,
 )
 from sr_bench.models.srresnet import SRResNet
@@ -37,6 +38,7 @@ __all__ = [
     "get_spec",
     "get_factory",
     "options",
+    "parse_option",
     "EDSR",
     "MDSR",
     "SRResNet",

@@ -22,7 +22,9 @@ from typing import Literal, TypeVar
 
 from torch import nn
 
-__all__ = ["ModelSpec", "register_model", "create", "names", "get_spec", "get_factory", "UnknownModelError"]
+__all__ = [
+    "ModelSpec", "register_model", "create", "names", "get_spec", "get_factory", "parse_option", "UnknownModelError",
+]
 
 Loss = Literal["l1", "l2"]
 F = TypeVar("F", bound=Callable[..., nn.Module])
@@ -136,6 +138,21 @@ def options(name: str) -> dict[str, object]:
     """The keyword options a factory accepts, with their defaults."""
     params = inspect.signature(get_factory(name)).parameters
     return {k: p.default for k, p in params.items() if k != "scale" and p.kind is p.KEYWORD_ONLY}
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """A ``create()`` option (or config field) from command-line text ``KEY=VALUE``; VALUE is read
+    as JSON where it can be (8, 0.1, true), else kept as a string. Usable as argparse ``type=``."""
+    import argparse
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. batch_norm=true; got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except ValueError:
+        return key.strip(), value
 
 
 def create(name: str, scale: int | None = None, **options: object) -> nn.Module:

@@ -19,7 +19,7 @@ from sr_bench.train.config import (
     ValConfig,
     make_config,
 )
-from sr_bench.train.loop import TrainResult, resolve_config, train
+from sr_bench.train.loop import TrainResult, resolve_config, train, train_or_reuse
 
 __all__ = [
     "PROFILES",
@@ -33,4 +33,5 @@ __all__ = [
     "make_config",
     "resolve_config",
     "train",
+    "train_or_reuse",
 ]

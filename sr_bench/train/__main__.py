@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sr_bench.models import parse_option
 from sr_bench.train.config import PROFILES, TrainConfig, make_config
 
 __all__ = ["main", "build_parser", "config_from_args"]
@@ -25,17 +26,6 @@ def _bool(text: str) -> bool:
     if t in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE parsed as JSON when it can be (2, 0.1, true), else a string."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except ValueError:
-        return key.strip(), value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-step", type=int, help="multiply the lr by --lr-gamma every this many updates")
     g.add_argument("--lr-gamma", type=float)
     g.add_argument("--loss", choices=("l1", "l2"), help="default: the model's own (Table 1)")
-    g.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+    g.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
                    help="model create() option, e.g. blocks=8, batch_norm=true, res_scale=0.1 (repeatable)")
-    g.add_argument("--set", type=_option, action="append", default=[], metavar="FIELD=VALUE",
+    g.add_argument("--set", type=parse_option, action="append", default=[], metavar="FIELD=VALUE",
                    help="any config field by its dotted name, e.g. data.hflip=false (repeatable)")
     g = p.add_argument_group("validation")
     g.add_argument("--val-data", help="validation dataset (auto: DIV2K-val10 / Set5 / embedded)")

@@ -44,7 +44,7 @@ from torch import nn
 
 from sr_bench.train.config import EXECUTION_FIELDS, TrainConfig, config_diff
 
-__all__ = ["train", "Trainer", "TrainResult", "resolve_config", "CHECKPOINT", "FINAL_WEIGHTS", "LOG", "PLOT", "CONFIG"]
+__all__ = ["train", "train_or_reuse", "Trainer", "TrainResult", "resolve_config", "CHECKPOINT", "FINAL_WEIGHTS", "LOG", "PLOT", "CONFIG"]
 
 CHECKPOINT = "checkpoint.pt"
 FINAL_WEIGHTS = "final.safetensors"
@@ -117,9 +117,9 @@ def _cpu_has_native_bf16() -> bool:
 
 
 def _resolve_device(spec: str, local_rank: int, world: int) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(spec)
+    from sr_bench.inference import resolve_device
+
+    device = torch.device(resolve_device(spec))
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("runtime.device asks for CUDA, but torch.cuda.is_available() is False")
@@ -453,6 +453,26 @@ def train(
             dist.destroy_process_group()
 
 
+def train_or_reuse(
+    profile: str, model: str, scale: int, out: str | os.PathLike, *, data_root: str | None = None,
+    device: str = "auto", **changes: Any,
+) -> TrainResult:
+    """Train a ``profile`` run in ``out``, resume it, or pick up its finished weights (the trainer
+    checks that the recipe in ``out`` is the one asked for): what ``sr_bench.reproduce`` and
+    ``sr_bench.ablate`` call. ``changes`` are dotted config fields. Without a data root the run
+    trains and validates on the scikit-image photos."""
+    from sr_bench.data import data_root as find_data_root
+    from sr_bench.train.config import make_config
+
+    changes = {**changes, "out": str(out), "runtime.device": device}
+    if data_root:
+        changes["data.root"] = data_root
+    if find_data_root(data_root) is None:
+        changes.update({"data.dataset": "embedded-train", "val.dataset": "embedded"})
+    cfg = make_config(profile, model, scale, **changes)
+    return train(cfg, resume=(Path(out) / CHECKPOINT).is_file())
+
+
 def _stderr(msg: str) -> None:
     print(f"[sr_bench.train] {msg}", file=sys.stderr, flush=True)
 
@@ -540,24 +560,28 @@ def _run(cfg: TrainConfig, device: torch.device, resume: bool, callbacks, say, r
         cfg.save(cfg_path)
         jlog.truncate_after(start if state is not None else None)
 
-    # ---- data ---------------------------------------------------------------------------------
-    t_decode = time.perf_counter()
-    try:
-        dataset = open_dataset(cfg.data.dataset, cfg.data.root)
-    except DatasetNotFound as e:
-        raise DatasetNotFound(f"{e} Or train on other images: --data T91, --data embedded-train or --data PATH.") from None
-    store = P.load_images(dataset, cfg.model.scales, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir, log=say)
-    batches = P.PatchBatches(
-        store, cfg.model.scales, cfg.data.patch_size, cfg.data.batch_size, cfg.seed,
-        hflip=cfg.data.hflip, rot90=cfg.data.rot90, rank=rank, world_size=world,
-    )
-    decode_s = time.perf_counter() - t_decode
-    left_out = {s: len(store) - len(batches.eligible[s]) for s in cfg.model.scales}
-    say(
-        f"data: {dataset.name} ({len(store)} images, {store.nbytes / 2**20:.0f} MiB decoded, {decode_s:.1f} s)"
-        + "".join(f"; x{s}: {n} image{'s' if n > 1 else ''} smaller than a {cfg.data.patch_size}px LR patch left out"
-                  for s, n in left_out.items() if n)
-    )
+    # ---- data (none to decode when a finished run is only picked up again) ---------------------
+    total = cfg.optim.iterations
+    batches, data_info = None, {}
+    if start < total:
+        t_decode = time.perf_counter()
+        try:
+            dataset = open_dataset(cfg.data.dataset, cfg.data.root)
+        except DatasetNotFound as e:
+            raise DatasetNotFound(f"{e} Or train on other images: --data T91, --data embedded-train or --data PATH.") from None
+        store = P.load_images(dataset, cfg.model.scales, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir, log=say)
+        batches = P.PatchBatches(
+            store, cfg.model.scales, cfg.data.patch_size, cfg.data.batch_size, cfg.seed,
+            hflip=cfg.data.hflip, rot90=cfg.data.rot90, rank=rank, world_size=world,
+        )
+        decode_s = time.perf_counter() - t_decode
+        left_out = {s: len(store) - len(batches.eligible[s]) for s in cfg.model.scales}
+        say(
+            f"data: {dataset.name} ({len(store)} images, {store.nbytes / 2**20:.0f} MiB decoded, {decode_s:.1f} s)"
+            + "".join(f"; x{s}: {n} image{'s' if n > 1 else ''} smaller than a {cfg.data.patch_size}px LR patch left out"
+                      for s, n in left_out.items() if n)
+        )
+        data_info = {"images": len(store), "left_out": left_out, "decode_s": round(decode_s, 2)}
     scales_txt = "/x".join(map(str, cfg.model.scales))
     n_params = sum(p.numel() for p in trainer.net.parameters())
     say(
@@ -576,7 +600,7 @@ def _run(cfg: TrainConfig, device: torch.device, resume: bool, callbacks, say, r
         jlog.write(
             "start", iteration=0, config=cfg.to_dict(), parameters=n_params, world_size=world,
             sr_bench=__version__, torch=str(torch.__version__), init=trainer.init_report,
-            data={"images": len(store), "left_out": left_out, "decode_s": round(decode_s, 2)},
+            data=data_info,
         )
 
     def checkpoint_state(iteration: int, train_seconds: float) -> dict[str, Any]:
@@ -606,8 +630,7 @@ def _run(cfg: TrainConfig, device: torch.device, resume: bool, callbacks, say, r
         return recs
 
     # ---- loop ---------------------------------------------------------------------------------
-    total = cfg.optim.iterations
-    loader = P.make_loader(
+    loader = () if batches is None else P.make_loader(
         batches, start, total, num_workers=cfg.data.num_workers, prefetch_factor=cfg.data.prefetch_factor,
         pin_memory=device.type == "cuda", generator=loader_gen,
     )

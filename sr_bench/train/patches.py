@@ -39,15 +39,9 @@ __all__ = [
     "make_loader",
     "seed_worker",
     "to_model_input",
-    "default_cache_dir",
 ]
 
 _PACK_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("SR_BENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "sr_bench"
 
 
 def _rgb(a: np.ndarray) -> np.ndarray:
@@ -266,6 +260,8 @@ def load_images(
         return ImageStore(names, scales, entries, arrays=arrays, description=f"{dataset.name} in memory")
     if cache != "disk":
         raise ValueError(f"cache must be 'memory' or 'disk', got {cache!r}")
+    from sr_bench.data import cache_dir as default_cache_dir
+
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = root / "train-packs" / f"{dataset.name}-{_fingerprint(dataset, scales)}"
     entries = _open_pack(folder, names, scales)
