@@ -1,0 +1,33 @@
+"""Where sr_bench writes by default.
+
+Inside a clone of sr_bench (the working directory is at or under the checkout that holds this
+package's ``pyproject.toml``) results go to the clone's ``results/``, beside the committed ones.
+Anywhere else, including an installed wheel, they go to ``./sr_bench_results/`` in the working
+directory: sr_bench never writes into a package folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["checkout_root", "default_results_dir", "RESULTS_HELP"]
+
+RESULTS_HELP = ("results folder (default: results/ of the sr_bench clone when run inside one, "
+                "else ./sr_bench_results)")
+
+
+def checkout_root() -> Path | None:
+    """The sr_bench clone this package runs from, or None (an installed wheel)."""
+    root = Path(__file__).resolve().parents[1]
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file() and (root / ".git").exists() and 'name = "sr_bench"' in pyproject.read_text():
+        return root
+    return None
+
+
+def default_results_dir(cwd: Path | None = None) -> Path:
+    cwd = (cwd or Path.cwd()).resolve()
+    root = checkout_root()
+    if root is not None and (cwd == root or root in cwd.parents):
+        return root / "results"
+    return cwd / "sr_bench_results"
