@@ -1,4 +1,4 @@
-"""PSNR, SSIM and the colour conversions they are computed on (PROTOCOL.md section 3).
+"""PSNR, SSIM and the colour conversions they are computed on (docs/protocol.md#metrics).
 
 Pure functions on torch tensors, batched, on any device. Images are (N, C, H, W) with values in
 0..255 (uint8 or float); every function returns one value per image.
@@ -51,7 +51,9 @@ def _weighted(x: torch.Tensor, coeffs: tuple[float, float, float], divisor: floa
     return y.unsqueeze(-3)
 
 
-def _weighted_rounded(x: torch.Tensor, coeffs_1000: tuple[int, int, int], divisor_1000: int, offset_1000: int) -> torch.Tensor:
+def _weighted_rounded(
+    x: torch.Tensor, coeffs_1000: tuple[int, int, int], divisor_1000: int, offset_1000: int
+) -> torch.Tensor:
     """round_half_up((c . rgb + offset) / divisor) in exact integer arithmetic (all values x1000),
     returned as uint8. The int32 sums stay below 2^31 for uint8 input."""
     _check_rgb(x)

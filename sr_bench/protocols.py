@@ -1,7 +1,7 @@
 """Named evaluation protocols: how an SR output is turned into the numbers of a table.
 
 Every number sr_bench writes says which protocol made it, because protocols alone move PSNR by
-0.01-0.1 dB (PROTOCOL.md section 3). Common to all: HR is cropped to the SR size, the SR output
+0.01-0.1 dB (docs/protocol.md#protocols). Common to all: HR is cropped to the SR size, the SR output
 is quantised to uint8 before any metric, PSNR is averaged per image over a set.
 
 ==========  ======================================  ==========================  ===================
@@ -23,15 +23,47 @@ sigma 1.5, valid filtering) on the same values as PSNR, averaged over channels f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 import torch
 
 from sr_bench import metrics
 from sr_bench.images import as_batch
+from sr_bench.lookup import Registry
 from sr_bench.resize import imresize
 
-__all__ = ["Protocol", "PROTOCOLS", "Reference", "Score", "get_protocol"]
+__all__ = ["Protocol", "PROTOCOLS", "Reference", "Score", "get_protocol", "Luma", "Gray", "Div2k"]
+
+
+class Luma(str, Enum):
+    """The luma a protocol scores colour images on."""
+
+    Y_ROUNDED = "y_rounded"  # MATLAB rgb2ycbcr Y, rounded to uint8
+    Y_FLOAT = "y_float"  # MATLAB Y, unrounded (BasicSR)
+    Y_PYTORCH = "y_pytorch"  # EDSR-PyTorch's /256 weights, unrounded
+
+
+class Gray(str, Enum):
+    """What a protocol does with single-channel images."""
+
+    AS_Y = "as_y"  # the channel is its own Y
+    REPLICATE = "replicate"  # expanded to RGB first (EDSR-PyTorch, BasicSR)
+
+
+class Div2k(str, Enum):
+    """How a protocol scores DIV2K (non-benchmark) images."""
+
+    RGB = "rgb"  # RGB with shave scale + 6
+    LUMA = "luma"  # as the benchmarks
+
+
+def _member(enum: type[Enum], value: object, field: str, protocol: str) -> Enum:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in enum)
+        raise ValueError(f"protocol {protocol!r}: {field}={value!r} is not one of {choices}") from None
 
 
 @dataclass(frozen=True)
@@ -51,35 +83,44 @@ class Reference:
 
 @dataclass(frozen=True)
 class Protocol:
+    """``luma``, ``gray`` and ``div2k`` take the enum or its string value; anything else raises
+    here, since a misspelt value would otherwise fall through to another protocol's numbers."""
+
     name: str
     summary: str
-    luma: str  # "y_rounded" | "y_float" | "y_pytorch"
-    gray: str  # "as_y": a single-channel image is its own Y | "replicate": expand to RGB first
-    div2k: str  # "rgb": RGB with shave scale + 6 | "luma": as benchmarks
+    luma: Luma
+    gray: Gray
+    div2k: Div2k
     y_first: bool = False  # the model input is the float Y of the HR, bicubic-shrunk in float
 
+    def __post_init__(self) -> None:
+        for field, enum in (("luma", Luma), ("gray", Gray), ("div2k", Div2k)):
+            object.__setattr__(self, field, _member(enum, getattr(self, field), field, self.name))
+
     def shave(self, scale: int, benchmark: bool) -> int:
-        return scale if benchmark or self.div2k == "luma" else scale + 6
+        return scale if benchmark or self.div2k is Div2k.LUMA else scale + 6
 
     def _plane(self, img: torch.Tensor, hr_channels: int, benchmark: bool) -> torch.Tensor:
         """The values PSNR and SSIM compare for one uint8 (1, C, H, W) image: uint8 where they
         are integers (rounded luma, single-channel or RGB images), float64 otherwise."""
-        if img.shape[1] == 1 and self.gray == "replicate":
+        if img.shape[1] == 1 and self.gray is Gray.REPLICATE:
             img = img.expand(-1, 3, -1, -1)
-        if not benchmark and self.div2k == "rgb":
+        if not benchmark and self.div2k is Div2k.RGB:
             if img.shape[1] != hr_channels and img.shape[1] == 3:  # RGB output of a gray image
                 return metrics.rgb_to_luma(img, rounded=True)
             return img
         if img.shape[1] == 1:
             return img
-        if hr_channels == 1 and self.gray == "as_y":
+        if hr_channels == 1 and self.gray is Gray.AS_Y:
             # RGB output of a single-channel image: reduce it to that one channel.
-            return metrics.rgb_to_luma(img, rounded=self.luma == "y_rounded")
-        if self.luma == "y_rounded":
+            return metrics.rgb_to_luma(img, rounded=self.luma is Luma.Y_ROUNDED)
+        if self.luma is Luma.Y_ROUNDED:
             return metrics.rgb_to_y(img, rounded=True)
-        if self.luma == "y_float":
+        if self.luma is Luma.Y_FLOAT:
             return metrics.rgb_to_y(img, rounded=False)
-        return metrics.rgb_to_y_pytorch(img)
+        if self.luma is Luma.Y_PYTORCH:
+            return metrics.rgb_to_y_pytorch(img)
+        raise AssertionError(f"unhandled luma {self.luma!r}")  # every member is handled above
 
     def reference(self, hr, benchmark: bool) -> Reference:
         """What every scale of one HR image is scored against; compute it once per image."""
@@ -123,45 +164,58 @@ class Protocol:
         return self.score_reference(sr, self.reference(hr, benchmark), scale)
 
 
-PROTOCOLS: dict[str, Protocol] = {
-    p.name: p
-    for p in (
-        Protocol(
-            "paper",
-            "the authors' MATLAB evaluation: Y of rgb2ycbcr rounded to uint8, shave = scale; DIV2K RGB, shave = scale + 6",
-            luma="y_rounded",
-            gray="as_y",
-            div2k="rgb",
-        ),
-        Protocol(
-            "vdsr",
-            "SRCNN/VDSR pipeline behind the published Bicubic/SRCNN/VDSR rows: Y of the HR (uint8), "
-            "float MATLAB bicubic down, model on Y, rounded; scored as paper",
-            luma="y_rounded",
-            gray="as_y",
-            div2k="luma",
-            y_first=True,
-        ),
-        Protocol(
-            "pytorch",
-            "EDSR-PyTorch calc_psnr: unrounded Y with 65.738/129.057/25.064 / 256, gray replicated to RGB; DIV2K RGB, shave = scale + 6",
-            luma="y_pytorch",
-            gray="replicate",
-            div2k="rgb",
-        ),
-        Protocol(
-            "basicsr",
-            "BasicSR calculate_psnr/ssim with test_y_channel=True, crop_border = scale: unrounded Y, gray replicated to RGB",
-            luma="y_float",
-            gray="replicate",
-            div2k="luma",
-        ),
-    )
-}
+class _ProtocolRegistry(Registry[Protocol]):
+    """The protocol registry; ``PROTOCOLS[name]`` is kept for callers (same as ``get``)."""
+
+    def __getitem__(self, name: str) -> Protocol:
+        return self.get(name)
+
+
+def _registry(*protocols: Protocol) -> _ProtocolRegistry:
+    registry = _ProtocolRegistry("protocol")
+    for p in protocols:
+        registry.add(p.name, p)
+    return registry
+
+
+PROTOCOLS = _registry(
+    Protocol(
+        "paper",
+        "the authors' MATLAB evaluation: Y of rgb2ycbcr rounded to uint8, shave = scale; "
+        "DIV2K RGB, shave = scale + 6",
+        luma=Luma.Y_ROUNDED,
+        gray=Gray.AS_Y,
+        div2k=Div2k.RGB,
+    ),
+    Protocol(
+        "vdsr",
+        "SRCNN/VDSR pipeline behind the published Bicubic/SRCNN/VDSR rows: Y of the HR (uint8), "
+        "float MATLAB bicubic down, model on Y, rounded; scored as paper",
+        luma=Luma.Y_ROUNDED,
+        gray=Gray.AS_Y,
+        div2k=Div2k.LUMA,
+        y_first=True,
+    ),
+    Protocol(
+        "pytorch",
+        "EDSR-PyTorch calc_psnr: unrounded Y with 65.738/129.057/25.064 / 256, gray replicated to RGB; "
+        "DIV2K RGB, shave = scale + 6",
+        luma=Luma.Y_PYTORCH,
+        gray=Gray.REPLICATE,
+        div2k=Div2k.RGB,
+    ),
+    Protocol(
+        "basicsr",
+        "BasicSR calculate_psnr/ssim with test_y_channel=True, crop_border = scale: unrounded Y, "
+        "gray replicated to RGB",
+        luma=Luma.Y_FLOAT,
+        gray=Gray.REPLICATE,
+        div2k=Div2k.LUMA,
+    ),
+)
 
 
 def get_protocol(name: str) -> Protocol:
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise KeyError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}") from None
+    """The protocol called ``name``; an unknown name raises ``UnknownNameError`` (a KeyError)
+    that suggests close names and lists every protocol."""
+    return PROTOCOLS.get(name)

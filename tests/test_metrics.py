@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -99,3 +100,57 @@ def test_cuda_matches_cpu():
     b = (a + torch.randn_like(a) * 5).clamp(0, 255)
     torch.testing.assert_close(metrics.psnr(a.cuda(), b.cuda()).cpu(), metrics.psnr(a, b))
     torch.testing.assert_close(metrics.ssim(a.cuda(), b.cuda()).cpu(), metrics.ssim(a, b), atol=1e-6, rtol=0)
+
+
+# (R, G, B) whose MATLAB Y, 16 + (65.481 R + 128.553 G + 24.966 B) / 255, is exactly x.5 with
+# an even x: round half away from zero (MATLAB) and round half to even disagree on each.
+_Y_TIES = [(2, 44, 141), (5, 65, 25), (6, 34, 182)]
+# (R, G, B) whose full-range luma (65.481 R + 128.553 G + 24.966 B) / 219 is exactly x.5, x even.
+_LUMA_TIES = [(0, 0, 250), (0, 8, 86)]
+
+
+def _exact(rgb, offset, divisor):
+    return offset + Fraction(65481 * rgb[0] + 128553 * rgb[1] + 24966 * rgb[2], 1000) / divisor
+
+
+@pytest.mark.parametrize("ties, convert, offset, divisor", [
+    (_Y_TIES, lambda x: metrics.rgb_to_y(x, rounded=True), 16, 255),
+    (_LUMA_TIES, lambda x: metrics.rgb_to_luma(x, rounded=True), 0, 219),
+])
+def test_rounded_luma_breaks_exact_ties_upwards(ties, convert, offset, divisor):
+    exact = [_exact(rgb, offset, divisor) for rgb in ties]
+    assert all(v - math.floor(v) == Fraction(1, 2) and math.floor(v) % 2 == 0 for v in exact)  # real ties
+    x = torch.tensor(ties, dtype=torch.uint8).T.reshape(1, 3, 1, len(ties))
+    assert convert(x)[0, 0, 0].tolist() == [math.floor(v) + 1 for v in exact]
+
+
+def test_unrounded_luma_is_the_exact_value():
+    rgb = [(2, 44, 141), (200, 10, 33), (255, 255, 0)]
+    x = torch.tensor(rgb, dtype=torch.uint8).T.reshape(1, 3, 1, 3)
+    expected_y = [float(_exact(c, 16, 255)) for c in rgb]
+    assert metrics.rgb_to_y(x, rounded=False)[0, 0, 0].tolist() == pytest.approx(expected_y, abs=1e-12)
+    expected_luma = [float(_exact(c, 0, 219)) for c in rgb]
+    assert metrics.rgb_to_luma(x, rounded=False)[0, 0, 0].tolist() == pytest.approx(expected_luma, abs=1e-12)
+    port = [16 + (65.738 * c[0] + 129.057 * c[1] + 25.064 * c[2]) / 256 for c in rgb]
+    assert metrics.rgb_to_y_pytorch(x)[0, 0, 0].tolist() == pytest.approx(port, abs=1e-12)
+
+
+def test_psnr_of_float_images_and_data_range():
+    hr = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
+    sr = hr.clone()
+    sr[0, 0, 0, :2] = 0.5  # two of 16 pixels off by 0.5: MSE = 0.5 / 16
+    assert metrics.psnr(sr, hr, data_range=1.0).item() == pytest.approx(10 * math.log10(16 / 0.5), abs=1e-12)
+    assert metrics.psnr_from_mse(0.0) == math.inf
+    assert metrics.psnr_from_mse(4.0) == pytest.approx(10 * math.log10(255**2 / 4), abs=1e-12)
+
+
+def test_round_half_up_rounds_ties_away_from_zero():
+    x = torch.tensor([0.5, 1.5, 2.5, 2.4999, 254.5])
+    assert metrics.round_half_up(x).tolist() == [1.0, 2.0, 3.0, 2.0, 255.0]
+
+
+def test_luma_of_a_non_rgb_image_is_refused():
+    with pytest.raises(ValueError, match=r"expected 3 colour channels in dim -3, got shape \(1, 4, 2, 2\)"):
+        metrics.rgb_to_y(torch.zeros(1, 4, 2, 2, dtype=torch.uint8), rounded=True)
+    with pytest.raises(TypeError, match="rounded luma is defined on uint8 images"):
+        metrics.rgb_to_y(torch.zeros(1, 3, 2, 2), rounded=True)

@@ -5,52 +5,16 @@ from __future__ import annotations
 
 import csv
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
 import torch
+from matlab_reference import matlab_matrix, reference_resize
 
 from sr_bench import imresize
 from sr_bench.images import read_image
 from sr_bench.resize import downscale, output_size, upscale
-
-
-def _cubic(x):
-    ax = np.abs(x)
-    return np.where(ax <= 1, 1.5 * ax**3 - 2.5 * ax**2 + 1, np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0))
-
-
-def matlab_matrix(in_len: int, out_len: int, scale: float) -> np.ndarray:
-    """(out_len, in_len) resampling matrix of imresize(..., 'bicubic') with edge replication."""
-    m = np.zeros((out_len, in_len))
-    width = 4.0 / scale if scale < 1 else 4.0
-    for i in range(1, out_len + 1):
-        u = i / scale + 0.5 * (1 - 1 / scale)
-        left = math.floor(u - width / 2)
-        taps = np.arange(left, left + math.ceil(width) + 2)
-        d = u - taps
-        w = scale * _cubic(scale * d) if scale < 1 else _cubic(d)
-        w = w / w.sum()
-        for j, wj in zip(taps, w):
-            m[i - 1, min(max(j, 1), in_len) - 1] += wj
-    return m
-
-
-def reference_resize(img: np.ndarray, scale: float) -> np.ndarray:
-    """Height then width; uint8 rounded half up and clipped after each pass (float64 maths)."""
-    x = img.astype(np.float64)
-    squeeze = x.ndim == 2
-    if squeeze:
-        x = x[..., None]
-    H, W = x.shape[:2]
-    oh, ow = math.ceil(H * scale - 1e-9), math.ceil(W * scale - 1e-9)
-    x = np.einsum("oh,hwc->owc", matlab_matrix(H, oh, scale), x)
-    if img.dtype == np.uint8:
-        x = np.clip(np.floor(x + 0.5), 0, 255)
-    x = np.einsum("pw,hwc->hpc", matlab_matrix(W, ow, scale), x)
-    if img.dtype == np.uint8:
-        x = np.clip(np.floor(x + 0.5), 0, 255).astype(np.uint8)
-    return x[..., 0] if squeeze else x
 
 
 def _assert_rounds_like(ours: np.ndarray, exact: np.ndarray) -> None:
@@ -84,16 +48,6 @@ def test_matches_independent_matrix_implementation_float(scale):
     out = imresize(img, scale)
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, reference_resize(img, scale), rtol=0, atol=1e-9)
-
-
-def test_torch_batched_matches_numpy_per_image():
-    rng = np.random.default_rng(3)
-    imgs = rng.integers(0, 256, size=(2, 3, 40, 52), dtype=np.uint8)
-    out = imresize(torch.from_numpy(imgs), 1 / 4)
-    assert out.dtype == torch.uint8 and out.shape == (2, 3, 10, 13)
-    for n in range(2):
-        expected = imresize(np.ascontiguousarray(imgs[n].transpose(1, 2, 0)), 1 / 4)
-        np.testing.assert_array_equal(out[n].permute(1, 2, 0).numpy(), expected)
 
 
 def test_float32_tensor_stays_float32_and_close_to_float64():
@@ -166,3 +120,78 @@ def test_reproduces_every_matlab_made_lr_file(data_root):
         if out.shape != ref.shape or (out != ref).any():
             differing.append(r["file"])
     assert differing == []
+
+
+def _fraction_matrix(in_len: int, out_len: int, scale: Fraction) -> list[list[Fraction]]:
+    """imresize's resampling matrix in exact rational arithmetic (Keys a = -0.5, edge
+    replication, taps normalised), for exact checks of rounding at ties."""
+
+    def cubic(x: Fraction) -> Fraction:
+        ax = abs(x)
+        if ax <= 1:
+            return Fraction(3, 2) * ax**3 - Fraction(5, 2) * ax**2 + 1
+        return -Fraction(1, 2) * ax**3 + Fraction(5, 2) * ax**2 - 4 * ax + 2 if ax <= 2 else Fraction(0)
+
+    shrink = scale < 1
+    width = 4 / scale if shrink else Fraction(4)
+    rows = []
+    for i in range(1, out_len + 1):
+        u = i / scale + (1 - 1 / scale) / 2
+        left = math.floor(u - width / 2)
+        taps = range(left, left + math.ceil(width) + 2)
+        w = [scale * cubic(scale * (u - j)) if shrink else cubic(u - j) for j in taps]
+        row = [Fraction(0)] * in_len
+        for j, wj in zip(taps, w, strict=True):
+            row[min(max(j, 1), in_len) - 1] += wj / sum(w)
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("scale", [Fraction(2), Fraction(1, 2), Fraction(4), Fraction(1, 4)])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_exact_ties_round_half_away_from_zero(scale, axis):
+    """Power-of-two factors have dyadic tap weights, so uint8 inputs give outputs that are exactly
+    x.5; MATLAB rounds them up (half away from zero), never to even."""
+    rng = np.random.default_rng(5)
+    n = 24
+    out_len = output_size(n, float(scale))
+    # Lines with ties are rare among random ones: pick them out with the float64 matrix (exact
+    # for dyadic weights), then check everything in exact rational arithmetic below.
+    candidates = rng.integers(0, 256, size=(n, 100_000))
+    sums = matlab_matrix(n, out_len, float(scale)) @ candidates
+    tie_lines = np.flatnonzero(((sums % 2) == 0.5).any(axis=0))[:8]
+    lines = np.concatenate([candidates[:, tie_lines], candidates[:, -4:]], axis=1)
+    m = _fraction_matrix(n, out_len, scale)
+    exact = [[sum(wj * int(v) for wj, v in zip(row, line, strict=True) if wj) for line in lines.T] for row in m]
+    expected = np.array([[min(max(math.floor(v + Fraction(1, 2)), 0), 255) for v in r] for r in exact], np.uint8)
+    even_ties = sum(v - math.floor(v) == Fraction(1, 2) and math.floor(v) % 2 == 0 for r in exact for v in r)
+    assert even_ties >= 3  # the inputs really contain ties that half-to-even would round down
+    img = lines.astype(np.uint8)
+    if axis == 0:
+        out = imresize(img, (float(scale), 1))
+    else:
+        out = imresize(np.ascontiguousarray(img.T), (1, float(scale))).T
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_batched_tensor_matches_exact_rational_result():
+    """A (2, 3, H, W) uint8 batch against the exact rational computation, pass by pass."""
+    rng = np.random.default_rng(3)
+    imgs = rng.integers(0, 256, size=(2, 3, 12, 16), dtype=np.uint8)
+    mh, mw = _fraction_matrix(12, 3, Fraction(1, 4)), _fraction_matrix(16, 4, Fraction(1, 4))
+
+    def rounded(v: Fraction) -> int:
+        return min(max(math.floor(v + Fraction(1, 2)), 0), 255)
+
+    expected = np.zeros((2, 3, 3, 4), np.uint8)
+    for n in range(2):
+        for c in range(3):
+            plane = imgs[n, c].astype(int)
+            tall = [[rounded(sum(w * int(plane[h, x]) for h, w in enumerate(row))) for x in range(16)] for row in mh]
+            for o, col in enumerate(mw):
+                for y in range(3):
+                    expected[n, c, y, o] = rounded(sum(w * tall[y][x] for x, w in enumerate(col)))
+    out = imresize(torch.from_numpy(imgs), 1 / 4)
+    assert out.dtype == torch.uint8
+    np.testing.assert_array_equal(out.numpy(), expected)
+
