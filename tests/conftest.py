@@ -36,6 +36,21 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SR_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "sr_bench_cache"))
 
 
+@pytest.fixture(autouse=True)
+def _restore_sr_bench_logger():
+    """A command's ``main`` calls ``cli.setup_logging``, which stops the "sr_bench" logger from
+    propagating for the rest of the process; undo it after each test so that later tests can
+    still capture log lines with ``caplog``."""
+    import logging
+
+    logger = logging.getLogger("sr_bench")
+    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.propagate = propagate
+    logger.handlers[:] = handlers
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

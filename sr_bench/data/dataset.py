@@ -3,17 +3,24 @@
 LR images are the MATLAB-made files where the dataset has them; otherwise they are made with
 the project's MATLAB-exact bicubic (``sr_bench.resize.downscale``) and cached on disk, keyed by
 the HR file's sha256, so a second run reads them back instead of recomputing.
+
+Every LR image is checked against its HR: it must be the HR cropped to a multiple of the scale,
+then shrunk by the scale. A wrong LR file is refused by name (scoring it would give a plausible
+but meaningless number); a wrong cache entry is made again.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from sr_bench.cli import DataError
 from sr_bench.data.registry import (
     DATASETS,
     EMBEDDED_EVAL,
@@ -26,11 +33,46 @@ from sr_bench.data.registry import (
 from sr_bench.images import IMAGE_EXTENSIONS, ImageError, atomic_write, decode_image
 from sr_bench.resize import downscale
 
-__all__ = ["Dataset", "DatasetNotFound", "ImageRef", "open_dataset", "data_root", "cache_dir"]
+__all__ = [
+    "Dataset", "DatasetImageError", "DatasetNotFound", "ImageRef", "ImageTooSmall", "LRSizeError",
+    "SSIM_WINDOW", "cache_dir", "data_root", "expected_lr_shape", "open_dataset",
+]
+
+log = logging.getLogger("sr_bench.data")
+
+SSIM_WINDOW = 11  # Wang et al.'s 11x11 Gaussian window, 'valid' filtering (docs/protocol.md section 3)
+
+# decode_image's advice for a corrupt file; right for a registered dataset only (see _decode)
+_GENERIC_ADVICE = "download it again (the dataset's MANIFEST.tsv has the expected sha256)"
 
 
-class DatasetNotFound(FileNotFoundError):
-    """A dataset that is missing or incomplete; the message says where we looked and how to get it."""
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+class DatasetNotFound(DataError, FileNotFoundError):
+    """A dataset that is missing or incomplete; the message says where we looked and how to get it.
+    ``partial``: some of it was found (an HR folder with the wrong images), not just absent."""
+
+    def __init__(self, message: str, *, partial: bool = False) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+    def __str__(self) -> str:  # OSError would format (errno, strerror)
+        return str(self.args[0])
+
+
+class DatasetImageError(ImageError, DataError):
+    """An image of a dataset that cannot be used (corrupt, wrong size, a broken link): exit 1."""
+
+
+class LRSizeError(DatasetImageError):
+    """An LR file whose size is not its HR's (cropped to a multiple of the scale) / scale."""
+
+
+class ImageTooSmall(DatasetImageError):
+    """An image too small to score: after the border shave, less than the SSIM window is left."""
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path | None:
@@ -46,6 +88,35 @@ def cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sr_bench"
 
 
+def expected_lr_shape(hr_shape: tuple[int, ...], scale: int) -> tuple[int, ...]:
+    """The shape of the LR image of an HR image: modcrop to a multiple of ``scale``, then / scale."""
+    return (hr_shape[0] // scale, hr_shape[1] // scale, *hr_shape[2:])
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    channels = "" if len(shape) == 2 else f", {shape[2]} channels"
+    return f"{shape[1]}x{shape[0]}{channels}" if channels else f"{shape[1]}x{shape[0]} (single-channel)"
+
+
+def broken_link(path: Path) -> str | None:
+    """Why ``path`` is an unusable symlink (a loop or a dangling link), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        return "is a symlink loop"
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symlink loop"
+        return f"is a symlink to {os.readlink(path)}, which does not exist"
+    return None
+
+
+def _link_error(path: Path, why: str) -> DataError:
+    return DataError(f"{path}: {why}; point the link at the real file or folder, or remove it")
+
+
 @dataclass(frozen=True)
 class ImageRef:
     stem: str
@@ -53,10 +124,18 @@ class ImageRef:
     lr_dir: str | None = None  # folder pattern with {s}, absolute
     lr_name: str = "{stem}x{s}.png"
 
-    def lr_path(self, scale: int) -> Path | None:
+    def lr_candidate(self, scale: int) -> Path | None:
+        """Where this image's LR file at ``scale`` would be, whether or not it exists."""
         if self.lr_dir is None:
             return None
-        path = Path(self.lr_dir.format(s=scale)) / self.lr_name.format(stem=self.stem, s=scale)
+        return Path(self.lr_dir.format(s=scale)) / self.lr_name.format(stem=self.stem, s=scale)
+
+    def lr_path(self, scale: int) -> Path | None:
+        path = self.lr_candidate(scale)
+        if path is None:
+            return None
+        if (why := broken_link(path)) is not None:
+            raise _link_error(path, why)
         return path if path.is_file() else None
 
 
@@ -82,44 +161,111 @@ class Dataset:
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, {len(self)} images, {self.location})"
 
+    def decode(self, data: bytes, path: Path) -> np.ndarray:
+        """Decode one of this dataset's files; an unusable file is a :class:`DatasetImageError`
+        whose advice fits where the file came from (a registered dataset or the user's folder)."""
+        try:
+            return decode_image(data, path)
+        except ImageError as e:
+            message = str(e)
+            if ": cannot decode" not in message:  # 16-bit, transparent, CMYK: the message has its fix
+                raise DatasetImageError(message) from e
+            message = message.replace(f": {_GENERIC_ADVICE}", "")
+            if self.spec.registered:
+                fix = (f"download {self.name} again ({self.spec.how_to_get or 'see its description'}); "
+                       f"`python -m sr_bench.data check` compares every file with the data root's MANIFEST.tsv "
+                       f"when it has one")
+            else:
+                fix = "replace it with a readable copy or remove it from the folder"
+            raise DatasetImageError(f"{message}; {fix}") from e
+
+    def read_file(self, path: Path) -> bytes:
+        if (why := broken_link(path)) is not None:
+            raise _link_error(path, why)
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions or restore it") from e
+
     def read_hr(self, i: int) -> tuple[np.ndarray, str]:
         """HR image i and the sha256 of its file."""
         ref = self.images[i]
-        data = ref.hr_path.read_bytes()
-        return decode_image(data, ref.hr_path), _sha256(data)
+        data = self.read_file(ref.hr_path)
+        return self.decode(data, ref.hr_path), _sha256(data)
 
     def hr(self, i: int) -> np.ndarray:
         return self.read_hr(i)[0]
 
-    def read_lr(self, i: int, scale: int, hr: np.ndarray | None = None, hr_sha256: str | None = None) -> tuple[np.ndarray, str, str]:
+    def check_scorable(self, i: int, hr_shape: tuple[int, ...], scale: int) -> None:
+        """Refuse, by name, an image too small for the scale, the border shave and the SSIM window
+        (the metrics would fail later with a message that names no file)."""
+        border = self.spec.max_shave(scale)
+        h, w = (hr_shape[0] // scale) * scale - 2 * border, (hr_shape[1] // scale) * scale - 2 * border
+        if min(h, w) >= SSIM_WINDOW:
+            return
+        need = -(-(SSIM_WINDOW + 2 * border) // scale) * scale  # round up to a multiple of the scale
+        raise ImageTooSmall(
+            f"{self.images[i].hr_path}: image of size {hr_shape[1]}x{hr_shape[0]} is too small to score at x{scale}: "
+            f"after the crop to a multiple of {scale} and a border of {border} pixels, {max(w, 0)}x{max(h, 0)} "
+            f"pixels are left, less than the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window; use images of at least "
+            f"{need}x{need} pixels at this scale, a smaller scale, or remove it from {self.location}"
+        )
+
+    def check_lr_file(self, i: int, scale: int, path: Path, lr: np.ndarray, hr_shape: tuple[int, ...]) -> None:
+        want = expected_lr_shape(hr_shape, scale)
+        if lr.shape == want:
+            return
+        hr_path = self.images[i].hr_path
+        larger = lr.shape[0] > hr_shape[0] or lr.shape[1] > hr_shape[1]
+        what = "larger than its HR" if larger else f"not its HR's size / {scale}"
+        raise LRSizeError(
+            f"{path}: LR x{scale} image is {_size(lr.shape)}, {what} {hr_path} ({_size(hr_shape)}); "
+            f"it must be {_size(want)} (the HR cropped to a multiple of {scale}, then shrunk {scale} times). "
+            f"Replace it with the matching LR image, or delete it and sr_bench makes it with MATLAB-exact bicubic"
+        )
+
+    def read_lr(
+        self, i: int, scale: int, hr: np.ndarray | None = None, hr_sha256: str | None = None, *, scoring: bool = True
+    ) -> tuple[np.ndarray, str, str]:
         """LR image i at ``scale``: (image, sha256 of its source, "file" | "generated").
 
-        Pass the already-decoded HR (and its hash) to avoid reading it twice when the LR
-        must be generated.
+        Pass the already-decoded HR (and its hash) to avoid reading it twice. ``scoring``: refuse
+        an image too small to score (:meth:`check_scorable`); training passes False, as it only
+        needs the LR to exist and leaves out images too small for its patches.
         """
         ref = self.images[i]
+        if hr is None or hr_sha256 is None:
+            hr, hr_sha256 = self.read_hr(i)
+        if scoring:
+            self.check_scorable(i, hr.shape, scale)
+        elif min(hr.shape[:2]) < scale:
+            raise ImageTooSmall(
+                f"{ref.hr_path}: image of size {hr.shape[1]}x{hr.shape[0]} is smaller than the scale "
+                f"x{scale}; remove it from {self.location} or use a smaller scale"
+            )
         path = ref.lr_path(scale)
         if path is not None:
-            data = path.read_bytes()
-            return decode_image(data, path), _sha256(data), "file"
-        if hr_sha256 is None:
-            hr, hr_sha256 = self.read_hr(i)
+            data = self.read_file(path)
+            lr = self.decode(data, path)
+            self.check_lr_file(i, scale, path, lr, hr.shape)
+            return lr, _sha256(data), "file"
+        source = f"generated-x{scale}-from:{hr_sha256}"
         cached = cache_dir() / "lr" / self.name / f"X{scale}" / f"{ref.stem}-{hr_sha256[:16]}.npy"
+        want = expected_lr_shape(hr.shape, scale)
         if cached.is_file():
             try:
-                return np.load(cached, allow_pickle=False), f"generated-x{scale}-from:{hr_sha256}", "generated"
+                lr = np.load(cached, allow_pickle=False)
             except (OSError, ValueError):
-                pass  # unreadable cache entry: regenerate and overwrite it below
-        if hr is None:
-            hr = self.hr(i)
-        if min(hr.shape[:2]) < scale:
-            raise ImageError(
-                f"{ref.hr_path}: image of size {hr.shape[1]}x{hr.shape[0]} is smaller than the scale "
-                f"x{scale}; remove it from the dataset or use a smaller scale"
-            )
+                log.warning("%s: unreadable cache entry; making the LR image again", cached)
+            else:
+                if lr.shape == want and lr.dtype == np.uint8:
+                    return lr, source, "generated"
+                # the entry's name (the HR hash) says nothing about its content: never trust it
+                log.warning("%s: cached LR is %s %s, expected %s uint8; making it again",
+                            cached, lr.dtype, _size(lr.shape), _size(want))
         lr = downscale(hr, scale)
-        atomic_write(cached, lambda tmp: np.save(open(tmp, "wb"), lr, allow_pickle=False))
-        return lr, f"generated-x{scale}-from:{hr_sha256}", "generated"
+        atomic_write(cached, lambda tmp: _save_array(tmp, lr))
+        return lr, source, "generated"
 
     def lr(self, i: int, scale: int) -> np.ndarray:
         return self.read_lr(i, scale)[0]
@@ -132,7 +278,11 @@ class Dataset:
 
 
 def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+    for p in files:
+        if (why := broken_link(p)) is not None:
+            raise _link_error(p, why)
+    return files
 
 
 def _stem_of(path: Path) -> str:
@@ -142,6 +292,8 @@ def _stem_of(path: Path) -> str:
 def _from_layout(spec: DatasetSpec, root: Path, layout: Layout) -> Dataset | str:
     """The dataset at this layout, or a one-line reason it is not there."""
     hr_dir = root / layout.hr
+    if (why := broken_link(hr_dir)) is not None:
+        raise _link_error(hr_dir, why)
     if not hr_dir.is_dir():
         return f"{hr_dir} (not found)"
     files = _list_images(hr_dir)
@@ -150,7 +302,8 @@ def _from_layout(spec: DatasetSpec, root: Path, layout: Layout) -> Dataset | str
         missing = [s for s in spec.stems if s not in by_stem]
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-            return f"{hr_dir} (has {len(files)} images; missing {len(missing)} of the expected {len(spec.stems)}: {shown})"
+            expected = len(spec.stems)
+            return f"{hr_dir} (has {len(files)} images; missing {len(missing)} of the expected {expected}: {shown})"
         files = [by_stem[s] for s in spec.stems]
     elif spec.count is not None and len(files) != spec.count:
         return f"{hr_dir} (has {len(files)} images, expected {spec.count})"
@@ -181,7 +334,8 @@ def _folder(path: Path) -> Dataset:
     files = _list_images(hr_dir)
     if not files:
         raise DatasetNotFound(f"{hr_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
-    spec = DatasetSpec(name=path.name, kind="benchmark", count=None, layouts=(), description=f"images in {hr_dir}")
+    spec = DatasetSpec(name=path.name, kind="benchmark", count=None, layouts=(), description=f"images in {hr_dir}",
+                       registered=False)
     return Dataset(spec, [ImageRef(_stem_of(p), p, lr) for p in files], str(hr_dir))
 
 
@@ -190,6 +344,8 @@ def open_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
     (default ``$SR_BENCH_DATA``), or a path to a folder of images."""
     if name not in DATASETS:
         path = Path(name).expanduser()
+        if (why := broken_link(path)) is not None:
+            raise _link_error(path, why)
         if path.is_dir():
             return _folder(path)
         get_spec(name)  # raises with the list of known names
@@ -210,5 +366,6 @@ def open_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
             return found
         reasons.append(found)
     raise DatasetNotFound(
-        f"{name}: expected {spec.count} HR images; looked in: {'; '.join(reasons)}. To get it: {spec.how_to_get}."
+        f"{name}: expected {spec.count} HR images; looked in: {'; '.join(reasons)}. To get it: {spec.how_to_get}.",
+        partial=any(not r.endswith("(not found)") for r in reasons),
     )

@@ -1,4 +1,10 @@
-"""Where each dataset lives, how many images it must have, and how to get it.
+"""Where each dataset lives, how many images it must have, how it is scored, and how to get it.
+
+A dataset is ONE registration here: its spec says where it is found, how many images it must
+have, how it is scored (``kind``), whether Table 3 shows it and in which row order, and which of
+its Table 3 rows the paper published. The pipeline (evaluate, reproduce, Table 3, ``data check``)
+reads these specs through :func:`benchmark_names`, :func:`table3_datasets` and
+:func:`training_sets` instead of spelling dataset names.
 
 A dataset is found under a data root (``--data-root`` or ``$SR_BENCH_DATA``) in one of the
 layouts its spec lists, tried in order:
@@ -7,6 +13,7 @@ layouts its spec lists, tried in order:
 * ``<root>/benchmark/<Set>/HR`` + ``.../LR_bicubic/X<s>`` (EDSR's benchmark archive),
 * ``<root>/DIV2K/DIV2K_{train,valid}_HR`` + ``DIV2K_{train,valid}_LR_bicubic/X<s>/<stem>x<s>.png``.
 
+Where a dataset has no LR file for an image, sr_bench makes it with its MATLAB-exact bicubic.
 The scikit-image photos need no root: they ship inside the installed package.
 """
 
@@ -14,11 +21,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
-__all__ = ["DatasetSpec", "Layout", "DATASETS", "get_spec", "EMBEDDED_EVAL", "EMBEDDED_TRAIN"]
+from sr_bench.cli import UsageError
+from sr_bench.lookup import Registry, UnknownNameError
+
+__all__ = [
+    "DATASETS",
+    "EMBEDDED_EVAL",
+    "EMBEDDED_TRAIN",
+    "DatasetSpec",
+    "Kind",
+    "Layout",
+    "UnknownDatasetError",
+    "benchmark_names",
+    "dataset_order",
+    "evaluation_sets",
+    "get_spec",
+    "register",
+    "table3_datasets",
+    "training_sets",
+]
 
 BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
 DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
+
+# "benchmark": Y channel, shave = scale; "div2k": RGB, shave = scale + 6 (docs/protocol.md section 3);
+# "train": training images only; "embedded": scikit-image photos, scored as a benchmark.
+Kind = Literal["benchmark", "div2k", "train", "embedded"]
 
 
 @dataclass(frozen=True)
@@ -31,20 +61,94 @@ class Layout:
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    kind: str  # "benchmark" (Y channel, shave = scale) | "div2k" (RGB, shave = scale + 6) | "train" | "embedded"
+    kind: Kind
     count: int | None  # expected number of HR images; None: any
     layouts: tuple[Layout, ...]
     stems: tuple[str, ...] | None = None  # exact expected stems, where the dataset defines them
     how_to_get: str = ""
     description: str = ""
+    in_table3: bool = False  # Table 3 has a row for it (measured when present)
+    order: int = 1000  # row order in tables (paper order first)
+    paper_rows: tuple[int, ...] = ()  # scales of its rows in the paper's Table 3 (published numbers)
+    registered: bool = True  # False for a user's folder of images (never called by a registered name)
+
+    def __post_init__(self) -> None:
+        # a typo in kind would silently change the shave and the channels scored
+        if self.kind not in get_args(Kind):
+            raise ValueError(f"dataset {self.name!r}: kind {self.kind!r} is not one of {', '.join(get_args(Kind))}")
 
     @property
     def is_benchmark(self) -> bool:
-        """Benchmarks are scored on the Y channel with shave = scale (PROTOCOL.md section 3)."""
+        """Benchmarks are scored on the Y channel with shave = scale (docs/protocol.md section 3)."""
         return self.kind in ("benchmark", "embedded")
 
+    def max_shave(self, scale: int) -> int:
+        """The widest border any protocol shaves from this dataset's images at ``scale``."""
+        return scale + 6 if self.kind == "div2k" else scale
 
-def _benchmark(name: str, count: int, what: str) -> DatasetSpec:
+
+class UnknownDatasetError(UnknownNameError, UsageError):
+    """An unknown dataset name: a usage error (exit 2) that is still a ``KeyError`` for callers."""
+
+
+class _DatasetRegistry(Registry[DatasetSpec]):
+    """The registry, also readable as a mapping (``DATASETS[name]``) as callers did before."""
+
+    def get(self, name: str) -> DatasetSpec:
+        try:
+            return super().get(name)
+        except UnknownNameError as e:
+            raise UnknownDatasetError(str(e)) from None
+
+    def __getitem__(self, name: str) -> DatasetSpec:
+        return self.get(name)
+
+
+DATASETS = _DatasetRegistry("dataset", hint="or pass a path to a folder of images")
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    return DATASETS.add(spec.name, spec)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    return DATASETS.get(name)
+
+
+def _ordered(specs: list[DatasetSpec]) -> list[str]:
+    return [s.name for s in sorted(specs, key=lambda s: s.order)]
+
+
+def benchmark_names(*, published: bool = False) -> list[str]:
+    """The public benchmark sets in paper order (Set5, Set14, B100, Urban100, then later ones);
+    ``published``: only those with rows in the paper's Table 3."""
+    return _ordered([s for s in DATASETS.values()
+                     if s.kind == "benchmark" and s.in_table3 and (s.paper_rows or not published)])
+
+
+def table3_datasets(*, published: bool = False) -> list[str]:
+    """Every dataset Table 3 has rows for, in row order (benchmarks, then DIV2K, then the others)."""
+    return _ordered([s for s in DATASETS.values() if s.in_table3 and (s.paper_rows or not published)])
+
+
+def evaluation_sets(*, published: bool = False) -> list[str]:
+    """The full datasets a reproduction scores when present, in Table 3 order: every public
+    benchmark and DIV2K validation (not its 10-image subset, not the embedded photos)."""
+    return [n for n in table3_datasets(published=published)
+            if DATASETS[n].kind == "benchmark" or (DATASETS[n].kind == "div2k" and DATASETS[n].paper_rows)]
+
+
+def dataset_order() -> tuple[str, ...]:
+    """Table 3's row order ."""
+    return tuple(table3_datasets())
+
+
+def training_sets() -> list[str]:
+    return _ordered([s for s in DATASETS.values() if s.kind == "train"])
+
+
+def _benchmark(name: str, count: int, what: str, order: int, paper_rows: tuple[int, ...] = (2, 3, 4),
+               how_to_get: str = "") -> DatasetSpec:
     return DatasetSpec(
         name=name,
         kind="benchmark",
@@ -53,15 +157,20 @@ def _benchmark(name: str, count: int, what: str) -> DatasetSpec:
             Layout(f"{name}/HR", f"{name}/LR_bicubic/X{{s}}"),
             Layout(f"benchmark/{name}/HR", f"benchmark/{name}/LR_bicubic/X{{s}}"),
         ),
-        how_to_get=(
+        how_to_get=how_to_get or (
             f"download EDSR's benchmark archive {BENCHMARK_URL} and unpack it in the data root "
             f"(giving <root>/benchmark/{name}/HR), then pass --data-root or set SR_BENCH_DATA"
         ),
         description=what,
+        in_table3=True,
+        order=order,
+        paper_rows=paper_rows,
     )
 
 
-def _div2k(name: str, split: str, first: int, last: int, what: str) -> DatasetSpec:
+def _div2k(
+    name: str, split: str, first: int, last: int, what: str, order: int, paper_rows: tuple[int, ...] = ()
+) -> DatasetSpec:
     stems = tuple(f"{i:04d}" for i in range(first, last + 1))
     return DatasetSpec(
         name=name,
@@ -77,6 +186,9 @@ def _div2k(name: str, split: str, first: int, last: int, what: str) -> DatasetSp
             f"and unpack them into <root>/DIV2K/ (giving <root>/DIV2K/DIV2K_{split}_HR/{stems[0]}.png)"
         ),
         description=what,
+        in_table3=split == "valid",
+        order=order,
+        paper_rows=paper_rows,
     )
 
 
@@ -87,49 +199,54 @@ EMBEDDED_TRAIN = (
     "ihc.png", "moon.png", "retina.jpg", "rocket.jpg",
 )
 
-DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        _benchmark("Set5", 5, "Bevilacqua et al. 2012; 5 images"),
-        _benchmark("Set14", 14, "Zeyde et al. 2010; 14 images (bridge is single-channel)"),
-        _benchmark("B100", 100, "BSD100 test images, 480x321 / 321x480"),
-        _benchmark("Urban100", 100, "Huang et al. 2015; 100 urban scenes"),
-        _div2k("DIV2K", "valid", 801, 900, "DIV2K validation 0801-0900 (Table 3's DIV2K rows)"),
-        _div2k("DIV2K-val10", "valid", 801, 810, "DIV2K validation 0801-0810 (Table 2 and training validation)"),
-        _div2k("DIV2K-train", "train", 1, 800, "DIV2K training 0001-0800 (the paper's training set)"),
-        DatasetSpec(
-            name="T91",
-            kind="train",
-            count=91,
-            layouts=(Layout("T91/HR", None), Layout("T91", None)),
-            how_to_get="the 91 images of Yang et al. (TIP 2010), e.g. from SRCNN's training set; put them in <root>/T91/HR",
-            description="Yang et al. 91 training images (SRCNN / VDSR)",
-        ),
-        DatasetSpec(
-            name="embedded",
-            kind="embedded",
-            count=len(EMBEDDED_EVAL),
-            layouts=(),
-            description="5 real photographs shipped with scikit-image (astronaut, camera, chelsea, coffee, motorcycle_left); not a paper benchmark",
-        ),
-        DatasetSpec(
-            name="embedded-train",
-            kind="train",
-            count=len(EMBEDDED_TRAIN),
-            layouts=(),
-            description="10 other scikit-image photographs, for training without a data folder",
-        ),
-    )
-}
+register(_benchmark("Set5", 5, "Bevilacqua et al. 2012; 5 images", order=10))
+register(_benchmark("Set14", 14, "Zeyde et al. 2010; 14 images (bridge is single-channel)", order=20))
+register(_benchmark("B100", 100, "BSD100 test images, 480x321 / 321x480", order=30))
+register(_benchmark("Urban100", 100, "Huang et al. 2015; 100 urban scenes", order=40))
+register(_div2k("DIV2K", "valid", 801, 900, "DIV2K validation 0801-0900 (Table 3's DIV2K rows)", order=60,
+                paper_rows=(2, 3, 4)))
+register(_div2k("DIV2K-val10", "valid", 801, 810, "DIV2K validation 0801-0810 (Table 2 and training validation)",
+                order=70))
+register(_div2k("DIV2K-train", "train", 1, 800, "DIV2K training 0001-0800 (the paper's training set)", order=110))
+register(DatasetSpec(
+    name="T91",
+    kind="train",
+    count=91,
+    layouts=(Layout("T91/HR", None), Layout("T91", None)),
+    how_to_get="the 91 images of Yang et al. (TIP 2010), e.g. from SRCNN's training set; put them in <root>/T91/HR",
+    description="Yang et al. 91 training images (SRCNN / VDSR)",
+    order=120,
+))
+register(DatasetSpec(
+    name="embedded",
+    kind="embedded",
+    count=len(EMBEDDED_EVAL),
+    layouts=(),
+    description=("5 real photographs shipped with scikit-image (astronaut, camera, chelsea, coffee, "
+                 "motorcycle_left); not a paper benchmark"),
+    in_table3=True,
+    order=90,
+))
+register(DatasetSpec(
+    name="embedded-train",
+    kind="train",
+    count=len(EMBEDDED_TRAIN),
+    layouts=(),
+    description="10 other scikit-image photographs, for training without a data folder",
+    order=130,
+))
 
-
-def get_spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, or a path to a folder of images"
-        ) from None
+# ---- Manga109: one registration (HR only in most copies; sr_bench's MATLAB bicubic makes the LR) ----
+register(_benchmark(
+    "Manga109", 109, "Matsui et al. 2017; 109 manga images, one per volume (not in the EDSR paper)",
+    order=50, paper_rows=(),
+    how_to_get=(
+        "request Manga109 from http://www.manga109.org (academic use) or take it from a super-resolution "
+        "benchmark collection; put its 109 HR PNGs in <root>/Manga109/HR or <root>/benchmark/Manga109/HR "
+        "(LR images are made with sr_bench's MATLAB-exact bicubic when absent)"
+    ),
+))
+# ---- end Manga109 ----
 
 
 def skimage_data_dir() -> Path:
