@@ -8,12 +8,48 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from matlab_reference import reference_resize
 
 from sr_bench import models
+from sr_bench.models import registry
 from sr_bench.models.registry import ModelSpec, register_model
-from sr_bench.resize import imresize
+from sr_bench.weights import export_safetensors, load_weights
+
+# ---------------------------------------------------------------------------------------------
+# A model registered here, the way a contributor would add one: every registry-parametrised test
+# below picks it up (it is removed when this module finishes, so other modules never see it).
+
+
+class TinySR(torch.nn.Module):
+    """conv3x3 -> ReLU -> conv3x3 -> PixelShuffle: the smallest sub-pixel network."""
+
+    def __init__(self, scale: int, filters: int) -> None:
+        super().__init__()
+        self.scale, self.scales, self.receptive_field = scale, (scale,), 2  # two 3x3 convs at LR
+        self.body = torch.nn.Sequential(
+            torch.nn.Conv2d(3, filters, 3, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(filters, 3 * scale * scale, 3, padding=1), torch.nn.PixelShuffle(scale),
+        )
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        if scale not in (None, self.scale):
+            raise ValueError(f"this TinySR serves x{self.scale}; got scale={scale}")
+        return self.body(x)
+
+
+TINY = "test-tiny-sr"
+# by hand: conv(3 -> 4) + conv(4 -> 3 s^2), 3x3 kernels with biases
+TINY_PARAMS = tuple(3 * 4 * 9 + 4 + 4 * 3 * s * s * 9 + 3 * s * s for s in (2, 3, 4))
+if TINY not in models.names():  # a re-import (pytest --import-mode) must not register twice
+
+    @register_model(ModelSpec(name=TINY, family="test", loss="l1", scales=(2, 3, 4), multi_scale=False,
+                              receptive_field=2, params=TINY_PARAMS, description="a test model"))
+    def tiny_sr(scale: int = 2, *, filters: int = 4) -> TinySR:
+        return TinySR(scale, filters)
+
 
 ALL = models.names()
+BUILTIN = [n for n in ALL if n != TINY]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -24,10 +60,13 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+    registry._unregister(TINY)
+
 CASES = [(n, s) for n in ALL for s in models.get_spec(n).scales]
 # Receptive field and connectivity do not depend on the width: thin versions keep tests fast.
 THIN = {"edsr": {"filters": 8}, "edsr-baseline": {"filters": 8}, "mdsr": {"filters": 4},
-        "mdsr-baseline": {"filters": 8}, "srresnet": {"filters": 8}, "vdsr": {"filters": 8}, "bicubic": {}}
+        "mdsr-baseline": {"filters": 8}, "srresnet": {"filters": 8}, "vdsr": {"filters": 8}, "bicubic": {},
+        TINY: {}}
 
 
 def build(name: str, scale: int, **options) -> torch.nn.Module:
@@ -40,7 +79,8 @@ def build(name: str, scale: int, **options) -> torch.nn.Module:
 
 
 def test_names_and_patterns():
-    assert set(ALL) == {"bicubic", "edsr", "edsr-baseline", "mdsr", "mdsr-baseline", "srresnet", "vdsr"}
+    assert set(BUILTIN) == {"bicubic", "edsr", "edsr-baseline", "mdsr", "mdsr-baseline", "srresnet", "vdsr"}
+    assert TINY in ALL
     assert models.names("edsr*") == ["edsr", "edsr-baseline"]
     assert models.names("*baseline") == ["edsr-baseline", "mdsr-baseline"]
     assert ALL == sorted(ALL)
@@ -72,7 +112,42 @@ def test_unknown_option_and_missing_scale_are_errors():
 
 def test_spec_validation():
     with pytest.raises(ValueError, match="loss"):
-        ModelSpec("x", "x", 1, 1, None, False, "l3", (2,), False, 1)  # type: ignore[arg-type]
+        ModelSpec("x", "x", "l3", (2,), False, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one per scale"):
+        ModelSpec("x", "x", "l1", (2, 3), False, 1, params=(5,))
+
+
+def test_unknown_model_error_is_the_shared_lookup_error():
+    from sr_bench.lookup import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="import path"):
+        models.get_spec("resnet50")
+    assert issubclass(models.UnknownModelError, UnknownNameError) and issubclass(models.UnknownModelError, KeyError)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_spec_architecture_is_the_factory_defaults(name):
+    """A default is written once: the spec's architecture fields are the factory's defaults."""
+    import inspect
+
+    spec, params = models.get_spec(name), inspect.signature(models.get_factory(name)).parameters
+    for field_name, args in registry.ARCH_ARGUMENTS.items():
+        arg = next((a for a in args if a in params), None)
+        if arg is not None:
+            assert getattr(spec, field_name) == params[arg].default, (field_name, arg)
+
+
+def test_edsr_baseline_spec_no_longer_disagrees_with_its_factory():
+    assert models.get_spec("edsr-baseline").res_scale == 1.0 and models.get_spec("edsr").res_scale == 0.1
+    assert models.get_spec("vdsr").blocks == 20 and models.get_spec("srresnet").batch_norm is True
+    assert models.get_spec("bicubic").blocks is None and models.get_spec("bicubic").batch_norm is False
+
+
+def test_a_spec_restating_a_different_default_is_refused():
+    spec = ModelSpec("test-disagree", "edsr", "l1", (2,), False, 1, res_scale=None, blocks=8)
+    with pytest.raises(ValueError, match=r"blocks=8 but its factory .* defaults to 16"):
+        register_model(spec)(lambda scale=2, *, blocks=16: None)
+    assert "test-disagree" not in models.names()
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -109,6 +184,41 @@ def test_forward_backward_odd_sizes(name, scale):
         assert p.grad is not None and torch.isfinite(p.grad).all(), n
 
 
+@pytest.mark.parametrize("name,scale", CASES)
+def test_forward_values_are_shift_equivariant_and_batch_independent(name, scale):
+    """Away from the borders (the receptive field), moving the input one LR pixel moves the
+    output ``scale`` HR pixels, and no image of a batch affects another."""
+    torch.manual_seed(0)
+    m = build(name, scale, **THIN[name]).eval()
+    rf = m.receptive_field
+    w = 2 * rf + 6
+    x = torch.rand(2, 3, 4, w, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y, y_shift, y_one = m(x, scale), m(x[..., 1:], scale), m(x[1:], scale)
+    assert y.shape == (2, 3, 4 * scale, w * scale)
+    inner = y[..., (rf + 1) * scale : (w - rf) * scale]
+    torch.testing.assert_close(y_shift[..., rf * scale : (w - 1 - rf) * scale], inner, rtol=0, atol=1e-5)
+    torch.testing.assert_close(y_one, y[1:], rtol=0, atol=1e-5)
+    assert inner.std() > 1e-3  # not a trivially constant output
+
+
+@pytest.mark.parametrize("name,scale", CASES)
+def test_strict_state_dict_round_trip(name, scale, tmp_path):
+    torch.manual_seed(1)
+    src = build(name, scale, **THIN[name]).eval()
+    torch.manual_seed(2)
+    dst = build(name, scale, **THIN[name]).eval()
+    x = torch.rand(1, 3, 5, 6)
+    has_params = any(True for _ in src.parameters())
+    if has_params:
+        assert not torch.equal(src(x, scale), dst(x, scale))
+        info = load_weights(dst, export_safetensors(src, tmp_path / "w.safetensors"))
+        assert info.num_tensors == len(src.state_dict())
+    dst.load_state_dict(src.state_dict(), strict=True)
+    assert list(dst.state_dict()) == list(src.state_dict())
+    assert torch.equal(src(x, scale), dst(x, scale))
+
+
 @pytest.mark.parametrize("name,scale", [(n, s) for n, s in CASES if n in ("edsr-baseline", "mdsr-baseline")])
 def test_default_width_output_range(name, scale):
     """Untrained default models map 0..1 to roughly 0..1 (the 0..255 range is handled inside)."""
@@ -138,30 +248,27 @@ def test_scale_argument_contract():
 
 
 # ---------------------------------------------------------------------------------------------
-# Parameter counts: PROTOCOL.md section 4 for the official models, hand counts for the others
-
-OFFICIAL_PARAMS = {
-    ("edsr-baseline", 2): 1_369_883,
-    ("edsr-baseline", 3): 1_554_523,
-    ("edsr-baseline", 4): 1_517_595,
-    ("edsr", 2): 40_729_627,
-    ("edsr", 3): 43_680_027,
-    ("edsr", 4): 43_089_947,
-    ("mdsr-baseline", None): 3_227_227,
-    ("mdsr", None): 7_954_011,
-}
-
+# Parameter counts: docs/protocol.md#official-port for the official models, hand counts for the others
 
 def conv_params(cin: int, cout: int, k: int) -> int:
     return cin * cout * k * k + cout
 
 
-@pytest.mark.parametrize("key", list(OFFICIAL_PARAMS))
-def test_official_parameter_counts(key):
-    name, scale = key
+@pytest.mark.parametrize("name,scale", CASES)
+def test_spec_parameter_count_is_the_built_module(name, scale):
+    spec = models.get_spec(name)
     with torch.device("meta"):
-        m = models.create(name, scale=scale)
-    assert sum(p.numel() for p in m.parameters()) == OFFICIAL_PARAMS[key]
+        m = build(name, scale)
+    assert spec.num_params(scale) == sum(p.numel() for p in m.parameters())
+
+
+@pytest.mark.parametrize("name,scale", [(n, s) for n, s in CASES if n in ("edsr-baseline", "edsr")]
+                         + [("mdsr-baseline", None), ("mdsr", None)])
+def test_official_parameter_counts(name, scale):
+    """The spec's counts of the official models equal the documented state_dict layout's."""
+    spec = models.get_spec(name)
+    shapes = official_shapes(spec.family, spec.blocks, spec.filters, (scale,) if scale else (2, 3, 4))
+    assert spec.num_params(scale) == sum(math.prod(v) for v in shapes.values())
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -176,7 +283,7 @@ def test_srresnet_parameter_count(scale):
         + conv_params(64, 3, 9)  # tail 9x9
     )
     m = models.create("srresnet", scale=scale)
-    assert sum(p.numel() for p in m.parameters()) == expected
+    assert sum(p.numel() for p in m.parameters()) == expected == models.get_spec("srresnet").num_params(scale)
     assert 1.35e6 < expected < 1.6e6  # "1.5M" in Table 1
 
 
@@ -185,15 +292,23 @@ def test_vdsr_parameter_count(channels, expected):
     assert expected == conv_params(channels, 64, 3) + 18 * conv_params(64, 64, 3) + conv_params(64, channels, 3)
     m = models.create("vdsr", in_channels=channels)
     assert sum(p.numel() for p in m.parameters()) == expected
+    if channels == models.get_spec("vdsr").in_channels:
+        assert models.get_spec("vdsr").num_params() == expected
 
 
-def test_bicubic_has_no_parameters_and_is_imresize():
+def _reference_bicubic(x: torch.Tensor, s: int) -> torch.Tensor:
+    """MATLAB bicubic of a float (1, C, H, W) batch by the independent matrix reference."""
+    y = reference_resize(x[0].permute(1, 2, 0).numpy(), float(s))
+    return torch.from_numpy(y).permute(2, 0, 1)[None]
+
+
+def test_bicubic_has_no_parameters_and_is_matlab_bicubic():
     m = models.create("bicubic")
     assert sum(p.numel() for p in m.parameters()) == 0
     for c in (1, 3, 4):
         x = torch.rand(1, c, 9, 7, dtype=torch.float64)
         for s in (2, 3, 4):
-            assert torch.equal(m(x, s), imresize(x, float(s)))
+            torch.testing.assert_close(m(x, s), _reference_bicubic(x, s), atol=1e-12, rtol=0)
 
 
 def test_vdsr_is_a_residual_over_bicubic():
@@ -203,12 +318,12 @@ def test_vdsr_is_a_residual_over_bicubic():
         m.body[-1].bias.zero_()
     x = torch.rand(1, 1, 8, 11)
     for s in (2, 3, 4):
-        assert torch.equal(m(x, s), imresize(x, float(s)))
+        torch.testing.assert_close(m(x, s).double(), _reference_bicubic(x.double(), s), atol=1e-5, rtol=0)
     assert list(m.state_dict()) == [f"body.{i}.{p}" for i in range(0, 40, 2) for p in ("weight", "bias")]
 
 
 # ---------------------------------------------------------------------------------------------
-# Official state_dict layout (PROTOCOL.md section 4), built here from the documented names
+# Official state_dict layout (docs/protocol.md#official-port), built here from the documented names
 
 
 def official_shapes(family: str, blocks: int, filters: int, scales: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
@@ -422,4 +537,4 @@ def test_bicubic_gradient_is_the_adjoint():
     m = models.create("bicubic")
     x = torch.rand(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
     for s in (2, 3):
-        assert torch.autograd.gradcheck(lambda t: m(t, s), (x,))
+        assert torch.autograd.gradcheck(lambda t, s=s: m(t, s), (x,))

@@ -9,6 +9,10 @@ Every model takes float (N, C, H, W) in 0..1 and returns (N, C, sH, sW) in about
 clamped); ``forward(x, scale=None)``; ``model.scales`` lists the scales it serves and
 ``model.receptive_field`` the radius in LR pixels one output pixel depends on.
 
+Your own network needs no registration: ``create("my_pkg.my_module:factory", scale=4,
+input_range=255)`` or an installed ``sr_bench.models`` entry point (see
+:mod:`sr_bench.models.external`) resolve through the same :func:`get_spec` / :func:`create`.
+
 Model modules are imported explicitly below; importing them only registers their factories.
 """
 

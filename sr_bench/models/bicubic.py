@@ -32,13 +32,13 @@ class _Imresize(torch.autograd.Function):
     adjoint ``A_h^T g A_w`` (the resampling is linear and separable)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, scale: int) -> torch.Tensor:
         ctx.in_hw = tuple(x.shape[-2:])
         ctx.scale = scale
         return imresize(x, float(scale))
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         H, W = ctx.in_hw
         a_h = _axis_matrix(H, ctx.scale, grad)
         a_w = _axis_matrix(W, ctx.scale, grad)
@@ -74,16 +74,13 @@ class Bicubic(nn.Module):
     ModelSpec(
         name="bicubic",
         family="bicubic",
-        blocks=None,
-        filters=None,
-        res_scale=None,
-        batch_norm=False,
         loss="l1",
         scales=(2, 3, 4),
         multi_scale=True,
         receptive_field=2,
+        params=(0,),
         paper_params=None,
-        description="MATLAB imresize(x, s, 'bicubic') on float input (PROTOCOL.md section 2); no parameters.",
+        description="MATLAB imresize(x, s, 'bicubic') on float input (docs/protocol.md#bicubic); no parameters.",
     )
 )
 def bicubic(scale: int | None = None, *, scales: tuple[int, ...] = (2, 3, 4)) -> Bicubic:

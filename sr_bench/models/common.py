@@ -22,7 +22,7 @@ __all__ = [
     "check_scale",
 ]
 
-# Mean RGB of the DIV2K training images, as the official port uses it (PROTOCOL.md section 4).
+# Mean RGB of the DIV2K training images, as the official port uses it (docs/protocol.md#official-port).
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
 
@@ -58,6 +58,7 @@ class MeanShift(nn.Conv2d):
         std = torch.tensor(rgb_std)
         with torch.no_grad():
             self.weight.copy_(torch.eye(3).view(3, 3, 1, 1) / std.view(3, 1, 1, 1))
+            assert self.bias is not None  # a Conv2d built with bias=True
             self.bias.copy_(sign * rgb_range * torch.tensor(rgb_mean) / std)
         for p in self.parameters():
             p.requires_grad = False

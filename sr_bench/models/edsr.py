@@ -1,6 +1,6 @@
 """EDSR and MDSR (Lim et al., CVPRW 2017), with the official PyTorch port's state_dict layout.
 
-Keys (PROTOCOL.md section 4): ``sub_mean.*``, ``add_mean.*``, ``head.0.*``,
+Keys (docs/protocol.md#official-port): ``sub_mean.*``, ``add_mean.*``, ``head.0.*``,
 ``body.{i}.body.{0,2}.*`` (i < blocks), ``body.{blocks}.*``; EDSR ``tail.0.{0,2}.*`` (upsampler)
 and ``tail.1.*``; MDSR ``pre_process.{k}.{0,1}.body.{0,2}.*``, ``upsample.{k}.*`` and ``tail.0.*``
 with k following the scales (2, 3, 4). With ``batch_norm=True`` (the ablation) the blocks become
@@ -161,16 +161,14 @@ _EDSR_NOTE = (
     ModelSpec(
         name="edsr-baseline",
         family="edsr",
-        blocks=16,
-        filters=64,
-        res_scale=None,
-        batch_norm=False,
         loss="l1",
         scales=(2, 3, 4),
         multi_scale=False,
         receptive_field=36,
+        params=(1_369_883, 1_554_523, 1_517_595),
         paper_params="1.5M",
-        description="The paper's single-scale baseline: 16 ResBlocks (conv-ReLU-conv, no BN), 64 filters. " + _EDSR_NOTE,
+        description="The paper's single-scale baseline: 16 ResBlocks (conv-ReLU-conv, no BN), 64 filters. "
+        + _EDSR_NOTE,
     )
 )
 def edsr_baseline(
@@ -184,14 +182,11 @@ def edsr_baseline(
     ModelSpec(
         name="edsr",
         family="edsr",
-        blocks=32,
-        filters=256,
-        res_scale=0.1,
-        batch_norm=False,
         loss="l1",
         scales=(2, 3, 4),
         multi_scale=False,
         receptive_field=68,
+        params=(40_729_627, 43_680_027, 43_089_947),
         paper_params="43M",
         description="EDSR: 32 ResBlocks of 256 filters with residual scaling 0.1, no BN. " + _EDSR_NOTE,
     )
@@ -207,14 +202,11 @@ def edsr(
     ModelSpec(
         name="mdsr-baseline",
         family="mdsr",
-        blocks=16,
-        filters=64,
-        res_scale=None,
-        batch_norm=False,
         loss="l1",
         scales=(2, 3, 4),
         multi_scale=True,
         receptive_field=44,
+        params=(3_227_227,),
         paper_params="3.2M",
         description="The paper's multi-scale baseline: per-scale 5x5 pre-processing blocks and upsamplers "
         "around 16 shared ResBlocks of 64 filters. " + _EDSR_NOTE,
@@ -238,14 +230,11 @@ def mdsr_baseline(
     ModelSpec(
         name="mdsr",
         family="mdsr",
-        blocks=80,
-        filters=64,
-        res_scale=None,
-        batch_norm=False,
         loss="l1",
         scales=(2, 3, 4),
         multi_scale=True,
         receptive_field=172,
+        params=(7_954_011,),
         paper_params="8.0M",
         description="MDSR: 80 shared ResBlocks of 64 filters, per-scale 5x5 pre-processing and upsamplers. "
         + _EDSR_NOTE,

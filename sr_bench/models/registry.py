@@ -2,19 +2,24 @@
 
 A model is registered by decorating its factory::
 
-    @register_model(ModelSpec(name="edsr-baseline", family="edsr", ...))
+    @register_model(ModelSpec(name="edsr-baseline", family="edsr", loss="l1", ...))
     def edsr_baseline(scale: int = 2, *, blocks: int = 16, ...) -> EDSR:
         return EDSR(scale=scale, blocks=blocks, ...)
 
-and built with ``create("edsr-baseline", scale=2, batch_norm=True)``. Registration happens when
-the module defining the factory is imported; ``sr_bench.models`` imports every model module
-explicitly (no folder scans), and registering does no work beyond storing the function.
+and built with ``create("edsr-baseline", scale=2, batch_norm=True)``. The architecture fields of
+the spec (``blocks``, ``filters``, ``res_scale``, ``batch_norm``, ``in_channels``) are read from the
+factory's keyword defaults when the decorator runs, so a default is written once (a spec that
+states one that disagrees is refused). Registration happens when the module defining the factory
+is imported; ``sr_bench.models`` imports every model module explicitly (no folder scans), and
+registering does no work beyond storing the function.
+
+Names outside the registry resolve too (see :mod:`sr_bench.models.external`): an import path
+``"my_pkg.my_module:factory"`` and the names of the ``sr_bench.models`` entry-point group.
 """
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
+import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +27,26 @@ from typing import Literal, TypeVar
 
 from torch import nn
 
+from sr_bench.lookup import Registry, UnknownNameError
+
 __all__ = [
-    "ModelSpec", "register_model", "create", "names", "get_spec", "get_factory", "parse_option", "UnknownModelError",
+    "ModelSpec", "register_model", "create", "names", "get_spec", "get_factory", "parse_option", "options",
+    "UnknownModelError", "ARCH_ARGUMENTS",
 ]
 
 Loss = Literal["l1", "l2"]
 F = TypeVar("F", bound=Callable[..., nn.Module])
+
+# Spec field -> the factory keyword(s) whose default it is (VDSR counts conv ``layers``).
+ARCH_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "blocks": ("blocks", "layers"),
+    "filters": ("filters",),
+    "res_scale": ("res_scale",),
+    "batch_norm": ("batch_norm",),
+    "in_channels": ("in_channels",),
+}
+# What a field is when the factory has no such argument (EDSR-family networks are RGB only).
+_ABSENT: dict[str, object] = {"blocks": None, "filters": None, "res_scale": None, "batch_norm": False, "in_channels": 3}
 
 
 @dataclass(frozen=True)
@@ -36,33 +55,40 @@ class ModelSpec:
 
     Attributes:
         name: registry name, e.g. ``"edsr-baseline"``.
-        family: architecture family (``"edsr"``, ``"mdsr"``, ``"srresnet"``, ``"vdsr"``, ``"bicubic"``).
-        blocks: residual blocks (or conv layers for VDSR); None where it does not apply.
-        filters: feature maps; None where it does not apply.
-        res_scale: residual scaling factor; None when the model does not scale residuals.
-        batch_norm: whether the residual blocks use batch normalisation.
+        family: architecture family (``"edsr"``, ``"mdsr"``, ``"srresnet"``, ``"vdsr"``, ``"bicubic"``,
+            ``"external"``).
         loss: the training loss of the paper's model (read by training).
         scales: the upscaling factors the architecture is built for.
         multi_scale: one network serves every scale in ``scales`` (``forward`` needs ``scale``).
         receptive_field: radius in LR pixels that one output pixel depends on, for the default
             configuration (the built model's ``receptive_field`` attribute follows its options);
             tiled inference overlaps tiles by at least this much.
+        params: parameter counts of the default configuration: one per entry of ``scales`` for
+            single-scale models, one number for multi-scale ones (see :meth:`num_params`).
+        blocks: residual blocks (or conv layers for VDSR); None where it does not apply.
+        filters: feature maps; None where it does not apply.
+        res_scale: residual scaling factor (1.0: none); None where there are no residual blocks.
+        batch_norm: whether the residual blocks use batch normalisation.
         in_channels: input (and output) channels.
         paper_params: the parameter count as the paper prints it ("1.5M"), or None.
         description: one paragraph: where the design comes from and any choices made.
+
+    ``blocks`` .. ``in_channels`` are filled in from the factory's defaults by
+    :func:`register_model`; leave them out (a stated value must agree with the factory).
     """
 
     name: str
     family: str
-    blocks: int | None
-    filters: int | None
-    res_scale: float | None
-    batch_norm: bool
     loss: Loss
     scales: tuple[int, ...]
     multi_scale: bool
     receptive_field: int
-    in_channels: int = 3
+    params: tuple[int, ...] = ()
+    blocks: int | None = None
+    filters: int | None = None
+    res_scale: float | None = None
+    batch_norm: bool | None = None
+    in_channels: int | None = None
     paper_params: str | None = None
     description: str = ""
 
@@ -71,6 +97,20 @@ class ModelSpec:
             raise ValueError(f"ModelSpec {self.name!r}: loss must be 'l1' or 'l2', got {self.loss!r}")
         if not self.scales or any(int(s) != s or s < 2 for s in self.scales):
             raise ValueError(f"ModelSpec {self.name!r}: scales must be integers >= 2, got {self.scales!r}")
+        want = 1 if self.multi_scale else len(self.scales)
+        if self.params and len(self.params) != want:
+            what = "one for the multi-scale network" if self.multi_scale else f"one per scale in {self.scales}"
+            raise ValueError(f"ModelSpec {self.name!r}: params must hold {want} count(s) ({what}), got {self.params!r}")
+
+    def num_params(self, scale: int | None = None) -> int | None:
+        """Parameter count of the default configuration at ``scale`` (None: not recorded)."""
+        if not self.params:
+            return None
+        if self.multi_scale:
+            return self.params[0]
+        if scale not in self.scales:
+            raise ValueError(f"{self.name}: no parameter count for x{scale}; scales {self.scales}")
+        return self.params[self.scales.index(scale)]
 
 
 @dataclass(frozen=True)
@@ -79,47 +119,83 @@ class _Entry:
     factory: Callable[..., nn.Module]
 
 
-_REGISTRY: dict[str, _Entry] = {}
-
-
-class UnknownModelError(KeyError):
+class UnknownModelError(UnknownNameError):
     """A model name that is not registered; the message lists close matches."""
 
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+    exit_code = 2  # a usage error for sr_bench.cli.command
+
+
+_MODELS: Registry[_Entry] = Registry(
+    "model", hint="or pass an import path 'package.module:factory' for your own network"
+)
+
+
+def factory_defaults(factory: Callable[..., nn.Module]) -> dict[str, object]:
+    """The spec architecture fields as ``factory``'s keyword defaults say (absent arguments get
+    the family-neutral value: no blocks, no BN, 3 channels)."""
+    params = inspect.signature(factory).parameters
+    out: dict[str, object] = {}
+    for field_name, args in ARCH_ARGUMENTS.items():
+        found = [params[a].default for a in args if a in params and params[a].default is not inspect.Parameter.empty]
+        out[field_name] = found[0] if found else _ABSENT[field_name]
+    return out
+
+
+def _derive(spec: ModelSpec, factory: Callable[..., nn.Module]) -> ModelSpec:
+    defaults = factory_defaults(factory)
+    for field_name, value in defaults.items():
+        stated = getattr(spec, field_name)
+        if stated is not None and stated != value:
+            raise ValueError(
+                f"ModelSpec {spec.name!r} says {field_name}={stated!r} but its factory "
+                f"{factory.__module__}.{factory.__qualname__} defaults to {value!r}: write the default once, "
+                f"in the factory, and leave {field_name} out of the spec"
+            )
+    return dataclasses.replace(spec, **defaults)  # type: ignore[arg-type]
 
 
 def register_model(spec: ModelSpec) -> Callable[[F], F]:
     """Register ``factory`` under ``spec.name``. Registering a name twice is an error."""
 
     def decorator(factory: F) -> F:
-        if spec.name in _REGISTRY:
-            other = _REGISTRY[spec.name].factory
+        if spec.name in _MODELS:
+            other = _MODELS.get(spec.name).factory
             raise ValueError(
                 f"model {spec.name!r} is already registered by {other.__module__}.{other.__qualname__}"
             )
         params = inspect.signature(factory).parameters
         if "scale" not in params:
             raise TypeError(f"factory for {spec.name!r} must take a 'scale' argument")
-        _REGISTRY[spec.name] = _Entry(spec, factory)
+        _MODELS.add(spec.name, _Entry(_derive(spec, factory), factory))
         return factory
 
     return decorator
 
 
+def _unregister(name: str) -> None:
+    """Remove ``name`` (tests register throw-away models)."""
+    _MODELS.remove(name)
+
+
 def _entry(name: str) -> _Entry:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownModelError(
-            f"unknown model {name!r}{hint} (registered: {', '.join(sorted(_REGISTRY))})"
-        ) from None
+    if name in _MODELS:
+        return _MODELS.get(name)
+    from sr_bench.models import external  # an import path or an installed entry point
+
+    found = external.resolve(name)
+    if found is not None:
+        return _Entry(*found)
+    if name in _MODELS:  # an entry point's module may register the name itself when loaded
+        return _MODELS.get(name)
+    message = _MODELS.unknown_message(name)
+    plugins = external.entry_point_names()
+    if plugins:
+        message += f"; installed plugins: {', '.join(plugins)}"
+    raise UnknownModelError(message)
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The :class:`ModelSpec` of a registered model."""
+    """The :class:`ModelSpec` of a registered (or importable, see module docs) model."""
     return _entry(name).spec
 
 
@@ -129,9 +205,9 @@ def get_factory(name: str) -> Callable[..., nn.Module]:
 
 
 def names(pattern: str | None = None) -> list[str]:
-    """Registered model names, sorted; ``pattern`` is a shell-style filter such as ``"edsr*"``."""
-    out = sorted(_REGISTRY)
-    return out if pattern is None else [n for n in out if fnmatch.fnmatchcase(n, pattern)]
+    """Registered model names, sorted; ``pattern`` is a shell-style filter such as ``"edsr*"``.
+    Entry-point plugins are not listed (see :func:`sr_bench.models.external.entry_point_names`)."""
+    return _MODELS.names(pattern)
 
 
 def options(name: str) -> dict[str, object]:
@@ -159,7 +235,8 @@ def create(name: str, scale: int | None = None, **options: object) -> nn.Module:
     """Build a registered model.
 
     Args:
-        name: registry name (see :func:`names`).
+        name: registry name (see :func:`names`), an import path ``"pkg.module:factory"`` or an
+            entry-point name of the ``sr_bench.models`` group.
         scale: the upscaling factor. Required for single-scale models; for multi-scale models it
             may be given to check that the model supports it (the model is built for all of its
             scales, and ``forward`` takes the scale).
@@ -176,11 +253,12 @@ def create(name: str, scale: int | None = None, **options: object) -> nn.Module:
         )
     if spec.multi_scale and scale is not None and scale not in spec.scales:
         raise ValueError(f"{name} serves scales {spec.scales}; x{scale} is not one of them")
-    sig = inspect.signature(entry.factory)
-    accepted = [k for k, p in sig.parameters.items() if k != "scale"]
-    unknown = [k for k in options if k not in accepted]
-    if unknown:
-        raise TypeError(
-            f"{name}: unknown option(s) {', '.join(map(repr, unknown))}; it accepts {', '.join(accepted) or 'none'}"
-        )
+    params = inspect.signature(entry.factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):  # else the factory checks them
+        accepted = [k for k in params if k != "scale"]
+        unknown = [k for k in options if k not in accepted]
+        if unknown:
+            raise TypeError(
+                f"{name}: unknown option(s) {', '.join(map(repr, unknown))}; it accepts {', '.join(accepted) or 'none'}"
+            )
     return entry.factory(scale=scale, **options)

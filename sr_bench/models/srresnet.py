@@ -102,14 +102,11 @@ class SRResNet(nn.Module):
     ModelSpec(
         name="srresnet",
         family="srresnet",
-        blocks=16,
-        filters=64,
-        res_scale=None,
-        batch_norm=True,
         loss="l2",
         scales=(2, 3, 4),
         multi_scale=False,
         receptive_field=40,
+        params=(1_401_755, 1_586_395, 1_549_467),
         paper_params="1.5M",
         description="SRResNet as reproduced by the EDSR authors: Ledig et al.'s layout (9x9 head/tail, "
         "16 conv-BN-act-conv-BN blocks, conv+BN with a long skip, sub-pixel upsampler with activation) "
@@ -128,5 +125,6 @@ def srresnet(
 ) -> SRResNet:
     """SRResNet (Table 1 'SRResNet (reproduced)')."""
     return SRResNet(
-        scale, blocks=blocks, filters=filters, batch_norm=batch_norm, act=act, kernel_size=kernel_size, res_scale=res_scale
+        scale, blocks=blocks, filters=filters, batch_norm=batch_norm, act=act, kernel_size=kernel_size,
+        res_scale=res_scale,
     )

@@ -61,15 +61,11 @@ class VDSR(nn.Module):
     ModelSpec(
         name="vdsr",
         family="vdsr",
-        blocks=20,
-        filters=64,
-        res_scale=None,
-        batch_norm=False,
         loss="l2",
         scales=(2, 3, 4),
         multi_scale=True,
         receptive_field=12,
-        in_channels=3,
+        params=(668_227,),
         paper_params=None,
         description="VDSR: 20 3x3 conv layers of 64 filters predicting the residual over MATLAB bicubic "
         "upsampling; one network for x2/x3/x4 (blocks = conv layers); in_channels=1 is the Y-channel original.",
