@@ -1,7 +1,7 @@
 """Reading and writing 8-bit images, with clear errors for what the benchmark cannot use.
 
 Images are numpy uint8 arrays: (H, W) for single-channel files, (H, W, 3) for colour. What
-PROTOCOL.md says about the benchmark data decides the conversions: palette images are expanded
+docs/protocol.md#data says about the benchmark data decides the conversions: palette images are expanded
 (lossless), an alpha channel that is fully opaque is dropped (lossless), and everything that
 would need a lossy choice (real transparency, 16-bit samples, CMYK, bilevel) is refused with a
 message naming the file and the fix.
@@ -14,6 +14,7 @@ import io
 import os
 import struct
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ __all__ = [
     "decode_image",
     "write_image",
     "atomic_write",
+    "remove_stale_temps",
     "as_batch",
     "to_tensor",
     "to_image",
@@ -66,8 +68,9 @@ def decode_image(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray
             f"Convert it first, e.g. PIL: Image.fromarray((a / 257).round().astype('uint8'))"
         )
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            im: Image.Image = opened
             mode = im.mode
             if mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -112,11 +115,86 @@ def _umask() -> int:
     return mask
 
 
+#: A temp file of an atomic write is stale (left by a killed writer) when its writer's pid is
+#: gone, or when nothing wrote to it for this long: an active writer keeps its mtime fresh, and
+#: the age rule also covers pids reused by another process and writers on another host.
+STALE_TEMP_SECONDS = 600.0
+
+
+@functools.lru_cache(maxsize=1)
+def _host_tag() -> str:
+    """A short tag of this host: a pid only says something about writers on the same host."""
+    import hashlib
+    import socket
+
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _temp_writer(tmp_name: str, target: str) -> tuple[str, int] | None | bool:
+    """Who wrote temp file ``tmp_name`` of ``target``: (host tag, pid); None for an older
+    ``.NAME.RANDOM.tmp`` name; False when it is not a temp file of ``target`` at all (e.g. one of
+    ``target.bak``, whose name starts the same)."""
+    prefix = f".{target}."
+    if not (tmp_name.startswith(prefix) and tmp_name.endswith(".tmp")):
+        return False
+    middle = tmp_name[len(prefix):-len(".tmp")].split(".")
+    if len(middle) == 3 and len(middle[0]) == 8 and middle[1].isdigit():
+        return middle[0], int(middle[1])
+    if len(middle) == 1 and len(middle[0]) == 8:  # tempfile's random part
+        return None
+    return False
+
+
+def _is_stale_temp(tmp: Path, writer: tuple[str, int] | None, now: float) -> bool:
+    """Whether ``tmp`` was left by a writer that is no longer writing it."""
+    try:
+        age = now - tmp.stat().st_mtime
+    except OSError:
+        return False  # already gone
+    if age > STALE_TEMP_SECONDS:
+        return True
+    if writer is not None and writer[0] == _host_tag():
+        return writer[1] != os.getpid() and not _pid_alive(writer[1])
+    return False
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temp files that killed :func:`atomic_write` calls left for ``path`` (same
+    target only, and only ones no live writer is using); returns what was removed."""
+    path = Path(path)
+    now, removed = time.time(), list[Path]()
+    try:
+        names = [c.name for c in path.parent.iterdir()]
+    except OSError:
+        return removed
+    for name in names:
+        writer = _temp_writer(name, path.name)
+        if writer is not False and _is_stale_temp(path.parent / name, writer, now):  # type: ignore[arg-type]
+            (path.parent / name).unlink(missing_ok=True)
+            removed.append(path.parent / name)
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(tmp_path)`` and rename the result onto ``path``: readers never see a partial file."""
+    """Call ``write(tmp_path)`` and rename the result onto ``path``: readers never see a partial file.
+
+    The temp file's name holds this host and pid (``.NAME.HOST.PID.RANDOM.tmp``), so that the
+    next write of the same target can delete what a killed writer left (see
+    :func:`remove_stale_temps`): a training checkpoint with Adam state is hundreds of MB."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host_tag()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -153,7 +231,9 @@ def as_batch(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     return image[None] if image.ndim == 3 else image
 
 
-def to_tensor(image: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def to_tensor(
+    image: np.ndarray, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """uint8 (H, W) or (H, W, C) -> float (1, C, H, W) in 0..1."""
     return as_batch(image).to(device=device, dtype=dtype).div_(255.0)
 

@@ -96,3 +96,45 @@ def test_written_files_are_world_readable(tmp_path, rgb):
 
     path = write_image(tmp_path / "p.png", rgb)
     assert os.stat(path).st_mode & stat.S_IROTH
+
+
+def test_a_killed_atomic_write_leaves_a_temp_that_the_next_write_of_the_same_target_removes(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from sr_bench.images import _host_tag, atomic_write
+
+    target = tmp_path / "ckpt.pt"
+    child = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from sr_bench.images import atomic_write\n"
+        "def write(tmp):\n"
+        "    Path(tmp).write_bytes(b'half a checkpoint')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "atomic_write(sys.argv[1], write)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", child, str(target)], capture_output=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".ckpt.pt.") and not target.exists()
+
+    tag, dead = _host_tag(), 2**22 + 12345  # above the default pid_max (4194304): no such process
+    keep = {
+        f".ckpt.pt.{tag}.{os.getpid()}.abcdefgh.tmp",  # this process: maybe being written right now
+        f".ckpt.pt.{tag}.{os.getppid()}.abcdefgh.tmp",  # a live writer
+        ".ckpt.pt.qwertyui.tmp",  # an older-style name, fresh: its writer may be alive
+        f".ckpt.pt.bak.{tag}.{dead}.abcdefgh.tmp",  # another target's (ckpt.pt.bak)
+        "notes.txt",
+    }
+    gone = {f".ckpt.pt.{tag}.{dead}.zxcvbnma.tmp", ".ckpt.pt.oldstyle.tmp"}
+    for name in keep | gone:
+        (tmp_path / name).write_bytes(b"x")
+    old = time.time() - 3600
+    os.utime(tmp_path / ".ckpt.pt.oldstyle.tmp", (old, old))  # untouched for an hour: stale
+
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"whole"))
+    assert target.read_bytes() == b"whole"
+    assert {p.name for p in tmp_path.iterdir()} == keep | {"ckpt.pt"}

@@ -16,7 +16,7 @@ from sr_bench.train.config import (
     make_config,
 )
 
-# Lim et al. 2017, Section 4.2 (PROTOCOL.md section 5; paper_tables.md section 5), typed in by hand.
+# Lim et al. 2017, Section 4.2 (docs/protocol.md#training-recipe; docs/paper-tables.md), typed in by hand.
 PAPER = {
     "lr_patch": 48,
     "hr_patch": {2: 96, 3: 144, 4: 192},
@@ -67,9 +67,9 @@ def test_paper_profile_points_x3_x4_edsr_at_the_x2_warm_start():
 ALLOWED = {
     "quick": {"profile", "notes", "data.dataset", "data.cache", "data.num_workers", "optim.iterations", "optim.lr",
               "optim.lr_step", "val.every", "val.max_images", "runtime.save_every", "runtime.log_every"},
-    "smoke": {"profile", "notes", "data.dataset", "data.cache", "data.num_workers", "data.patch_size", "data.batch_size",
-              "optim.iterations", "optim.lr_step", "val.every", "val.max_images", "runtime.save_every",
-              "runtime.log_every", "runtime.amp"},
+    "smoke": {"profile", "notes", "data.dataset", "data.cache", "data.num_workers", "data.patch_size",
+              "data.batch_size", "optim.iterations", "optim.lr_step", "val.every", "val.max_images",
+              "runtime.save_every", "runtime.log_every", "runtime.amp"},
 }
 
 

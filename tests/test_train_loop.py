@@ -196,7 +196,8 @@ def test_sigkill_then_resume_gives_bit_identical_weights(data, tmp_path, mode):
     new_ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ref_ckpt["scheduler"] == new_ckpt["scheduler"]
     exp_avg = [s["exp_avg_sq"] for s in ref_ckpt["optimizer"]["state"].values()]
-    assert all(torch.equal(x, s["exp_avg_sq"]) for x, s in zip(exp_avg, new_ckpt["optimizer"]["state"].values()))
+    new_state = new_ckpt["optimizer"]["state"].values()
+    assert all(torch.equal(x, s["exp_avg_sq"]) for x, s in zip(exp_avg, new_state, strict=True))
 
 
 def _branch(key: str) -> int | None:

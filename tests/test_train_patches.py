@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sr_bench.cli import DataError
 from sr_bench.data import open_dataset
 from sr_bench.resize import downscale
 from sr_bench.train.patches import PatchBatches, load_images, make_loader, to_model_input
@@ -54,7 +55,7 @@ def test_small_images_are_left_out_and_none_is_an_error(image_folder):
     b = PatchBatches(store, (2,), 16, 8, seed=0)
     assert store.names.index("tiny") not in set(b.eligible[2].tolist())
     assert len(b.eligible[2]) == len(store) - 1
-    with pytest.raises(ValueError, match="large enough"):
+    with pytest.raises(DataError, match="large enough"):  # bad data for the CLI: one line, exit 1
         PatchBatches(store, (2,), 64, 8, seed=0)
 
 
@@ -98,7 +99,7 @@ def test_augmentation_covers_the_eight_transforms(image_folder):
     seen = set()
     for it in range(20):
         plan = b.plan(it)
-        seen |= set(zip(plan["flip"].tolist(), plan["rot"].tolist()))
+        seen |= set(zip(plan["flip"].tolist(), plan["rot"].tolist(), strict=True))
     assert seen == {(f, r) for f in (0, 1) for r in range(4)}
     plain = PatchBatches(store, (2,), 16, 16, seed=0, hflip=False, rot90=False)
     assert all((plain.plan(it)["flip"] == 0).all() and (plain.plan(it)["rot"] == 0).all() for it in range(5))
@@ -132,7 +133,8 @@ def test_loader_with_workers_gives_the_same_batches_in_order(image_folder):
     for workers in (0, 2):
         got = list(make_loader(b, 5, 13, num_workers=workers, generator=torch.Generator().manual_seed(0)))
         assert [g["iteration"] for g in got] == list(range(5, 13))
-        assert all(torch.equal(g["hr"], d["hr"]) and torch.equal(g["lr"], d["lr"]) for g, d in zip(got, direct))
+        pairs = zip(got, direct, strict=True)
+        assert all(torch.equal(g["hr"], d["hr"]) and torch.equal(g["lr"], d["lr"]) for g, d in pairs)
 
 
 def test_disk_cache_is_reused_and_a_truncated_pack_is_rebuilt(image_folder, tmp_path):

@@ -31,7 +31,8 @@ def test_quick_profile_reaches_36_db_on_set5_x2(tmp_path, data_root):
     minutes = (time.perf_counter() - t0) / 60
     psnr = res.final_psnr[2]
     print(f"\nquick profile: Set5 x2 {psnr:.2f} dB after {res.iterations} updates, {minutes:.1f} min wall "
-          f"({res.updates_per_second:.3f} updates/s, data wait {100 * res.data_wait_share:.2f}%, amp {res.config.runtime.amp}, "
+          f"({res.updates_per_second:.3f} updates/s, data wait {100 * res.data_wait_share:.2f}%, "
+          f"amp {res.config.runtime.amp}, "
           f"load average {os.getloadavg()[0]:.2f})")
     assert res.validation[0]["dataset"] == "Set5" and res.validation[0]["images"] == 5
     assert psnr >= 36.0

@@ -7,6 +7,12 @@
 
 Command line: ``python -m sr_bench.train --model edsr-baseline --scale 2 --profile quick --out DIR``
 (``torchrun --nproc_per_node N -m sr_bench.train ...`` for DistributedDataParallel).
+
+Modules, in the order a run uses them: :mod:`~sr_bench.train.config` (the recipe),
+:mod:`~sr_bench.train.run_dir` (which folder a run may write), :mod:`~sr_bench.train.patches`
+(the data), :mod:`~sr_bench.train.trainer` (network, optimiser, one update, ``amp auto``),
+:mod:`~sr_bench.train.checkpoint` (the saved state), :mod:`~sr_bench.train.loop` (the phases of
+a run), :mod:`~sr_bench.train.validate` and :mod:`~sr_bench.train.plot`.
 """
 
 from sr_bench.train.config import (
@@ -19,7 +25,8 @@ from sr_bench.train.config import (
     ValConfig,
     make_config,
 )
-from sr_bench.train.loop import TrainResult, resolve_config, train, train_or_reuse
+from sr_bench.train.loop import TrainingStopped, TrainResult, resolve_config, train, train_or_reuse
+from sr_bench.train.trainer import Trainer
 
 __all__ = [
     "PROFILES",
@@ -30,6 +37,8 @@ __all__ = [
     "TrainConfig",
     "ValConfig",
     "TrainResult",
+    "Trainer",
+    "TrainingStopped",
     "make_config",
     "resolve_config",
     "train",

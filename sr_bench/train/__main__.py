@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from sr_bench import cli
 from sr_bench.models import parse_option
+from sr_bench.train.checkpoint import checkpoint_config, load_checkpoint
 from sr_bench.train.config import PROFILES, TrainConfig, make_config
+from sr_bench.train.loop import train, training_dataset
+from sr_bench.train.run_dir import CHECKPOINT
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -28,36 +33,42 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _bool_or_auto(text: str) -> bool | str:
+    return "auto" if text.strip().lower() == "auto" else _bool(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m sr_bench.train",
-        description="Train an SR model with the EDSR paper's recipe (profile paper) or a shorter profile. "
+    p = cli.parser(
+        "python -m sr_bench.train",
+        "Train an SR model with the EDSR paper's recipe (profile paper) or a shorter profile. "
         "Writes DIR/checkpoint.pt (latest full state), DIR/final.safetensors, DIR/log.jsonl, "
-        "DIR/val_curve.png and DIR/config.json.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "DIR/val_curve.png and DIR/config.json. SIGTERM or Ctrl-C saves a checkpoint first (exit 143 / 130).",
     )
+    cli.add_common_options(p, device=True, data_root=True, progress=True, verbosity=True)
     g = p.add_argument_group("run")
     g.add_argument("--model", help="registered model name (edsr-baseline, edsr, mdsr-baseline, mdsr, srresnet, vdsr)")
     g.add_argument("--scale", type=int, help="upscaling factor (multi-scale models train all of theirs)")
     g.add_argument("--profile", choices=sorted(PROFILES), default="paper")
-    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--out", required=True, help="output folder: empty or missing, unless --resume or --overwrite")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="delete the sr_bench files in --out and start again")
     g.add_argument("--init", help="start from these weights (an x2 checkpoint for x3/x4 loads all but the upsampler)")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--iterations", type=int, help="number of updates")
-    g.add_argument("--save-every", type=int, help="checkpoint every K updates")
+    g.add_argument("--seed", type=cli.non_negative_int)
+    g.add_argument("--iterations", type=cli.non_negative_int, help="number of updates")
+    g.add_argument("--save-every", type=cli.positive_int, help="checkpoint every K updates")
     g.add_argument("--config", help="a config.json to start from instead of a profile")
     g = p.add_argument_group("data")
     g.add_argument("--data", help="DIV2K (its 800 training images), T91, embedded-train, auto, or a folder of images")
-    g.add_argument("--data-root", help="data root (default $SR_BENCH_DATA)")
-    g.add_argument("--patch-size", type=int, help="LR patch side")
-    g.add_argument("--batch-size", type=int, help="global minibatch (split over processes)")
-    g.add_argument("--workers", type=int, help="DataLoader worker processes")
+    g.add_argument("--patch-size", type=cli.positive_int, help="LR patch side")
+    g.add_argument("--batch-size", type=cli.positive_int, help="global minibatch (split over processes)")
+    g.add_argument("--workers", type=cli.non_negative_int, help="DataLoader worker processes")
     g.add_argument("--cache", choices=("memory", "disk"), help="decoded images in RAM or memory-mapped from disk")
     g.add_argument("--cache-dir")
+    g.add_argument("--on-device", type=_bool_or_auto, metavar="auto|true|false",
+                   help="cut batches on the device from images held there (auto: CUDA, when they fit)")
     g = p.add_argument_group("recipe")
     g.add_argument("--lr", type=float)
-    g.add_argument("--lr-step", type=int, help="multiply the lr by --lr-gamma every this many updates")
+    g.add_argument("--lr-step", type=cli.positive_int, help="multiply the lr by --lr-gamma every this many updates")
     g.add_argument("--lr-gamma", type=float)
     g.add_argument("--loss", choices=("l1", "l2"), help="default: the model's own (Table 1)")
     g.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
@@ -66,16 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="any config field by its dotted name, e.g. data.hflip=false (repeatable)")
     g = p.add_argument_group("validation")
     g.add_argument("--val-data", help="validation dataset (auto: DIV2K-val10 / Set5 / embedded)")
-    g.add_argument("--val-every", type=int, help="validate every N updates (0: only at the end)")
-    g.add_argument("--val-images", type=int, help="validate on the first N images")
+    g.add_argument("--val-every", type=cli.non_negative_int, help="validate every N updates (0: only at the end)")
+    g.add_argument("--val-images", type=cli.positive_int, help="validate on the first N images")
     g = p.add_argument_group("execution")
-    g.add_argument("--device", help="auto, cpu, cuda, cuda:1")
-    g.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"))
+    g.add_argument("--amp", choices=("auto", "bf16", "fp16", "none"),
+                   help="auto: on CUDA the faster of fp32 and bf16, timed at the start")
     g.add_argument("--channels-last", type=_bool, metavar="BOOL")
-    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
-    g.add_argument("--threads", type=int, help="intra-op threads of each process")
-    g.add_argument("--log-every", type=int)
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--compile", choices=("none", "default", "reduce-overhead"),
+                   help="torch.compile the training forward pass (reduce-overhead: CUDA graphs)")
+    g.add_argument("--threads", type=cli.positive_int, help="intra-op threads of each process")
+    g.add_argument("--log-every", type=cli.positive_int)
     return p
 
 
@@ -90,6 +101,7 @@ _FLAGS = {
     "workers": "data.num_workers",
     "cache": "data.cache",
     "cache_dir": "data.cache_dir",
+    "on_device": "data.on_device",
     "lr": "optim.lr",
     "lr_step": "optim.lr_step",
     "lr_gamma": "optim.lr_gamma",
@@ -109,48 +121,43 @@ _FLAGS = {
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The config the flags describe: a profile (or --config, or the checkpoint's config when
-    resuming without --model), with every flag given on the command line applied."""
+    resuming without --model), with every flag given on the command line applied. It is
+    validated and resolved once, by ``train``."""
     changes: dict[str, Any] = {k: getattr(args, a) for a, k in _FLAGS.items() if getattr(args, a) is not None}
-    if changes.get("data.dataset") == "DIV2K":
-        changes["data.dataset"] = "DIV2K-train"  # training data means the training split
-    if args.no_progress:
+    if "data.dataset" in changes:
+        changes["data.dataset"] = training_dataset(changes["data.dataset"])
+    if not args.progress:
         changes["runtime.progress"] = False
     changes["out"] = args.out
     for key, value in args.set:
         changes[key] = value
-    ckpt = Path(args.out) / "checkpoint.pt"
-    if args.config:
-        base = TrainConfig.load(args.config)
-    elif args.model is None and args.resume and ckpt.exists():
-        import torch
+    ckpt = Path(args.out) / CHECKPOINT
+    if args.model is None and not args.config and not (args.resume and ckpt.exists()):
+        build_parser().error("--model is required (except with --resume of an existing run)")
+    try:
+        if args.config:
+            base = TrainConfig.load(args.config)
+        elif args.model is None:
+            base = checkpoint_config(load_checkpoint(ckpt))
+        else:
+            base = make_config(args.profile, args.model, args.scale)
+        if args.model is not None and base.model.name != args.model:
+            raise cli.UsageError(f"--model {args.model} differs from {args.config or ckpt}'s {base.model.name}")
+        if args.option:
+            changes["model.options"] = {**base.model.options, **dict(args.option)}
+        return base.replace(**changes)
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, cli.UserError):
+            raise
+        raise cli.UsageError(str(e)) from None
 
-        base = TrainConfig.from_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["config"])
-    elif args.model is None:
-        raise SystemExit("python -m sr_bench.train: --model is required (except with --resume of an existing run)")
-    else:
-        base = make_config(args.profile, args.model, args.scale)
-    if args.model is not None and base.model.name != args.model:
-        raise SystemExit(f"--model {args.model} differs from the config's {base.model.name}")
-    if args.option:
-        changes["model.options"] = {**base.model.options, **dict(args.option)}
-    cfg = base.replace(**changes)
-    cfg.validate()
-    return cfg
 
-
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from sr_bench.data import DatasetNotFound
-    from sr_bench.train.loop import train
-    from sr_bench.weights import WeightsError
-
-    try:
-        cfg = config_from_args(args)
-        result = train(cfg, resume=args.resume)
-    except (DatasetNotFound, FileExistsError, FileNotFoundError, WeightsError, ValueError) as e:
-        print(f"python -m sr_bench.train: error: {e}", file=sys.stderr)
-        return 2
-    if result.out_dir is not None and _is_rank0():
+    cli.setup_logging(args.verbosity)
+    result = train(config_from_args(args), resume=args.resume, overwrite=args.overwrite)
+    if os.environ.get("RANK", "0") == "0":
         summary = {
             "out": str(result.out_dir),
             "iterations": result.iterations,
@@ -163,12 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(summary))
     return 1 if result.diverged else 0
-
-
-def _is_rank0() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def saved_for_backward_bytes(model: str, scale: int, options: dict[str, Any], ba
     """Bytes of the distinct storages autograd saves in one forward pass (parameters excluded)."""
     from sr_bench.models import create
 
-    net = create(model, scale=scale, **options).to(memory_format=torch.channels_last)
+    net = create(model, scale=scale, **options).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     x, _ = _batch(scale, batch, patch, "cpu")
     seen: dict[int, int] = {}
 
@@ -56,7 +56,8 @@ def status(field):
         if line.startswith(field + ":"):
             return int(line.split()[1])
 
-name, scale, options, batch, patch = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+name, scale, options = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+batch, patch = int(sys.argv[4]), int(sys.argv[5])
 torch.manual_seed(0)
 net = create(name, scale=scale, **options).to(memory_format=torch.channels_last)
 opt = torch.optim.Adam(net.parameters(), 1e-4)
@@ -73,12 +74,15 @@ print(json.dumps({"peak_mib": (status("VmHWM") - before) / 1024}))
 """
 
 
-def peak_step_mib(model: str, scale: int, options: dict[str, Any], device: str = "cpu", batch: int = 16, patch: int = 48) -> float:
+def peak_step_mib(
+    model: str, scale: int, options: dict[str, Any], device: str = "cpu", batch: int = 16, patch: int = 48
+) -> float:
     """Peak memory one training step adds (MiB); NaN on a CPU platform without /proc."""
     if device.startswith("cuda"):
         from sr_bench.models import create
 
-        net = create(model, scale=scale, **options).to(device, memory_format=torch.channels_last)
+        net = create(model, scale=scale, **options)
+        net = net.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         opt = torch.optim.Adam(net.parameters(), 1e-4)
         x, y = _batch(scale, batch, patch, device)
         torch.cuda.synchronize(device)
@@ -100,7 +104,9 @@ def peak_step_mib(model: str, scale: int, options: dict[str, Any], device: str =
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
-def training_memory(model: str, scale: int, options: dict[str, Any], device: str = "cpu", batch: int = 16, patch: int = 48) -> dict[str, float]:
+def training_memory(
+    model: str, scale: int, options: dict[str, Any], device: str = "cpu", batch: int = 16, patch: int = 48
+) -> dict[str, float]:
     return {
         "saved_for_backward_mib": saved_for_backward_bytes(model, scale, options, batch, patch) / 2**20,
         "peak_mib": peak_step_mib(model, scale, options, device, batch, patch),

@@ -28,14 +28,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+from sr_bench.cli import DataError
 
 __all__ = [
     "ImageStore",
     "load_images",
     "PatchBatches",
+    "DeviceBatches",
     "make_loader",
     "seed_worker",
     "to_model_input",
@@ -59,6 +63,11 @@ def _rgb(a: np.ndarray) -> np.ndarray:
 class _Entry:
     offset: int  # byte offset in the pack file (disk stores)
     shape: tuple[int, int, int]
+
+
+def _shape3(shape) -> tuple[int, int, int]:
+    h, w, c = (int(d) for d in shape)
+    return h, w, c
 
 
 class ImageStore:
@@ -99,6 +108,7 @@ class ImageStore:
         if self._arrays is not None:
             return self._arrays[kind][i]
         if kind not in self._maps:
+            assert self._pack is not None  # a disk store always has its pack folder
             self._maps[kind] = np.memmap(self._pack / f"{kind}.u8", dtype=np.uint8, mode="r")
         e = self._entries[kind][i]
         n = e.shape[0] * e.shape[1] * e.shape[2]
@@ -117,7 +127,7 @@ class ImageStore:
     def eligible(self, scale: int, patch_size: int) -> np.ndarray:
         """Indices of the images whose LR at ``scale`` holds a ``patch_size`` square."""
         return np.array(
-            [i for i, e in enumerate(self._entries[f"x{scale}"]) if e.shape[0] >= patch_size and e.shape[1] >= patch_size],
+            [i for i, e in enumerate(self._entries[f"x{scale}"]) if min(e.shape[0], e.shape[1]) >= patch_size],
             dtype=np.int64,
         )
 
@@ -145,7 +155,7 @@ def _decode_one(dataset, i: int, scales: Sequence[int]) -> tuple[np.ndarray, dic
     hr = _rgb(hr)
     lrs: dict[int, np.ndarray] = {}
     for s in scales:
-        lr = _rgb(dataset.read_lr(i, s, hr=hr, hr_sha256=sha)[0])
+        lr = _rgb(dataset.read_lr(i, s, hr=hr, hr_sha256=sha, scoring=False)[0])
         h, w = lr.shape[:2]
         if h * s > hr.shape[0] or w * s > hr.shape[1]:
             raise ValueError(
@@ -162,7 +172,7 @@ def _decoded(dataset, scales, threads, log):
     log(f"decoding {n} images of {dataset.name} (HR + LR x{'/x'.join(map(str, scales))}) ...")
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         window = 2 * max(1, threads)
-        futures = [pool.submit(_decode_one, dataset, i, scales) for i in range(min(window, n))]
+        futures: list[Any] = [pool.submit(_decode_one, dataset, i, scales) for i in range(min(window, n))]
         for i in range(n):
             result = futures[i].result()
             futures[i] = None  # drop the reference: memory stays bounded
@@ -190,7 +200,7 @@ def _write_pack(folder: Path, names: list[str], scales, images) -> None:
         os.close(fd)
         tmp[k] = Path(name)
     files = {k: open(tmp[k], "wb") for k in kinds}
-    layout: dict[str, list] = {k: [] for k in kinds}
+    layout: dict[str, Any] = {k: [] for k in kinds}
     try:
         for hr, lrs in images:
             for k, a in (("hr", hr), *((f"x{s}", lrs[s]) for s in scales)):
@@ -226,7 +236,7 @@ def _open_pack(folder: Path, names: list[str], scales) -> dict[str, list[_Entry]
         path = folder / f"{kind}.u8"
         if info is None or not path.is_file() or path.stat().st_size != info["size"]:
             return None  # missing or truncated: rebuild
-        entries[kind] = [_Entry(int(o), tuple(int(d) for d in sh)) for o, sh in info["layout"]]
+        entries[kind] = [_Entry(int(o), _shape3(sh)) for o, sh in info["layout"]]
         if any(e.offset + e.shape[0] * e.shape[1] * e.shape[2] > info["size"] for e in entries[kind]):
             return None
     return entries
@@ -256,7 +266,7 @@ def load_images(
             arrays["hr"].append(hr)
             for s in scales:
                 arrays[f"x{s}"].append(lrs[s])
-        entries = {k: [_Entry(0, tuple(a.shape)) for a in v] for k, v in arrays.items()}
+        entries = {k: [_Entry(0, _shape3(a.shape)) for a in v] for k, v in arrays.items()}
         return ImageStore(names, scales, entries, arrays=arrays, description=f"{dataset.name} in memory")
     if cache != "disk":
         raise ValueError(f"cache must be 'memory' or 'disk', got {cache!r}")
@@ -264,16 +274,16 @@ def load_images(
 
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = root / "train-packs" / f"{dataset.name}-{_fingerprint(dataset, scales)}"
-    entries = _open_pack(folder, names, scales)
-    if entries is None:
+    packed = _open_pack(folder, names, scales)
+    if packed is None:
         _write_pack(folder, names, scales, _decoded(dataset, scales, threads, log))
-        entries = _open_pack(folder, names, scales)
-        if entries is None:  # pragma: no cover - the filesystem lost what we just wrote
+        packed = _open_pack(folder, names, scales)
+        if packed is None:  # pragma: no cover - the filesystem lost what we just wrote
             raise OSError(f"{folder}: the image pack just written cannot be read back")
         log(f"cached decoded images in {folder}")
     else:
         log(f"using cached decoded images in {folder}")
-    return ImageStore(names, scales, entries, pack=folder, description=f"{dataset.name} packed in {folder}")
+    return ImageStore(names, scales, packed, pack=folder, description=f"{dataset.name} packed in {folder}")
 
 
 class PatchBatches(torch.utils.data.Dataset):
@@ -312,7 +322,7 @@ class PatchBatches(torch.utils.data.Dataset):
         self.eligible = {s: store.eligible(s, self.patch_size) for s in self.scales}
         empty = [s for s, idx in self.eligible.items() if len(idx) == 0]
         if empty:
-            raise ValueError(
+            raise DataError(
                 f"no training image of {store.description} is large enough for a {patch_size}x{patch_size} "
                 f"LR patch at x{'/x'.join(map(str, empty))}; use a smaller patch size or larger images"
             )
@@ -403,3 +413,83 @@ def to_model_input(batch: torch.Tensor, device: torch.device, channels_last: boo
     x = batch.to(device, non_blocking=True).permute(0, 3, 1, 2)
     x = x.float().div_(255.0)
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def _flat_images(images: Sequence[np.ndarray], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every image of one kind in one flat uint8 tensor on ``device`` (no padding), with each
+    image's start offset and width (int64, on ``device``)."""
+    sizes = [int(a.size) for a in images]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    flat = torch.empty(sum(sizes), dtype=torch.uint8, device=device)
+    for a, o, n in zip(images, offsets, sizes, strict=True):
+        flat[o : o + n].copy_(torch.from_numpy(np.ascontiguousarray(a).reshape(-1)))
+    widths = torch.tensor([a.shape[1] for a in images], dtype=torch.int64, device=device)
+    return flat, torch.from_numpy(offsets).to(device), widths
+
+
+class DeviceBatches:
+    """The batches of :class:`PatchBatches`, cut on the device from images held there.
+
+    The plan of batch ``i`` (scale, images, crop corners, flips, rotations) is the same
+    host-side draw from ``(seed, i)``; the crops, flips and 90-degree rotations are then one
+    gather per kind on the device, whose index grid folds in the flip and the rotation exactly as
+    ``numpy.rot90(patch[:, ::-1], k)`` would. Batches are therefore bit-identical to the
+    DataLoader path, and a resumed run sees the same data either way.
+    """
+
+    def __init__(self, batches: PatchBatches, device: torch.device | str):
+        self.batches = batches
+        self.device = torch.device(device)
+        store = batches.store
+        kinds = ["hr", *(f"x{s}" for s in batches.scales)]
+        def images(kind: str) -> list[np.ndarray]:
+            return [store.hr(i) if kind == "hr" else store.lr(i, int(kind[1:])) for i in range(len(store))]
+
+        self._flat = {k: _flat_images(images(k), self.device) for k in kinds}
+        self._grids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(flat.numel()) for flat, _, _ in self._flat.values())
+
+    def _grid(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, cols) of an n x n patch, broadcastable to (b, n, n)."""
+        if n not in self._grids:
+            r = torch.arange(n, device=self.device)
+            self._grids[n] = (r.view(1, n, 1), r.view(1, 1, n))
+        return self._grids[n]
+
+    def _cut(self, kind: str, images: torch.Tensor, y: torch.Tensor, x: torch.Tensor, flip: torch.Tensor,
+             rot: torch.Tensor, n: int) -> torch.Tensor:
+        """Patches of side ``n`` at (y, x) of ``images``, flipped and rotated: (b, n, n, 3) uint8."""
+        flat, offsets, widths = self._flat[kind]
+        i, j = self._grid(n)
+        last = n - 1
+        k = rot.view(-1, 1, 1)
+        # output (i, j) of rot90(A, k) reads A at: k=0 (i, j); k=1 (j, last-i); k=2 (last-i, last-j); k=3 (last-j, i)
+        a_r = torch.where(k == 0, i, torch.where(k == 1, j, torch.where(k == 2, last - i, last - j)))
+        a_c = torch.where(k == 0, j, torch.where(k == 1, last - i, torch.where(k == 2, last - j, i)))
+        a_c = torch.where(flip.view(-1, 1, 1).bool(), last - a_c, a_c)  # A = patch[:, ::-1]
+        w = widths[images].view(-1, 1, 1)
+        pixel = offsets[images].view(-1, 1, 1) + ((y.view(-1, 1, 1) + a_r) * w + x.view(-1, 1, 1) + a_c) * 3
+        index = pixel.unsqueeze(-1) + torch.arange(3, device=self.device)
+        return flat[index]
+
+    def __getitem__(self, iteration: int) -> dict:
+        b = self.batches
+        plan = b.plan(iteration)
+        s, p = plan["scale"], b.patch_size
+        lo, hi = b.rank * b.per_rank, (b.rank + 1) * b.per_rank
+        cols = np.stack([plan["images"], plan["y"], plan["x"], plan["flip"], plan["rot"]])[:, lo:hi].astype(np.int64)
+        images, y, x, flip, rot = torch.from_numpy(cols).to(self.device, non_blocking=True)
+        return {
+            "lr": self._cut(f"x{s}", images, y, x, flip, rot, p),
+            "hr": self._cut("hr", images, y * s, x * s, flip, rot, p * s),
+            "scale": s,
+            "iteration": int(iteration),
+        }
+
+    def iterate(self, start: int, stop: int):
+        """The batches of iterations ``start .. stop - 1``, in order."""
+        for i in range(start, stop):
+            yield self[i]
