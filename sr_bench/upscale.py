@@ -15,39 +15,43 @@ atomically.
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import time
 from pathlib import Path
 
 import torch
 
-from sr_bench import models
+from sr_bench import cli, models
 from sr_bench.images import IMAGE_EXTENSIONS, ImageError, read_image, to_image, to_tensor, write_image
-from sr_bench.inference import parse_dtype, prepare_model, resolve_device, super_resolve
-from sr_bench.weights import WeightsError, get_weights, load_weights, weights_for, weights_names
+from sr_bench.inference import model_device, parse_dtype, prepare_model, resolve_device, super_resolve
+from sr_bench.weights import WeightsError, get_weights, load_weights, published_weights, set_weights_dir, weights_names
 
 __all__ = ["main", "build_parser", "collect_images", "resolve_model"]
 
+log = logging.getLogger("sr_bench.upscale")
 
-class UsageError(ValueError):
-    """A command line that cannot work; the message says how to fix it."""
+
+UsageError = cli.UsageError  # a command line that cannot work: exit 2, one line
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m sr_bench.upscale",
-        description="Super-resolve your own images with a registered model.",
-        epilog=f"models: {', '.join(models.names())}; registered weights: {', '.join(weights_names())}",
-    )
+    p = cli.parser("python -m sr_bench.upscale", "Super-resolve your own images with a registered model.")
+    p.epilog = f"models: {', '.join(models.names())}; registered weights: {', '.join(weights_names())}"
+    cli.add_common_options(p, device=True)
     p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the super-resolved PNGs")
     p.add_argument("--model", help="registry name (optional when --weights is a registered name)")
     p.add_argument("--weights", help="registered weights name or a local file")
-    p.add_argument("--scale", type=int, help="upscaling factor (implied by single-scale weights)")
+    p.add_argument(
+        "--weights-dir", type=Path, default=None,
+        help="folder holding published weights under their official file names (default: $SR_BENCH_WEIGHTS_DIR)",
+    )
+    p.add_argument("--scale", type=cli.positive_int,
+                   help="upscaling factor (implied by single-scale weights; bicubic: any integer >= 2)")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flip/transpose transforms (EDSR+)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
-    p.add_argument("--tile", type=int, default=None, help="LR tile size (tiles overlap by the receptive field)")
+    p.add_argument("--tile", type=cli.positive_int, default=None,
+                   help="LR tile size (tiles overlap by the receptive field; raised to it when smaller)")
     p.add_argument("--memory-budget", default=None, help="size tiles to fit this much memory, e.g. 4GB")
     return p
 
@@ -83,73 +87,92 @@ def resolve_model(model: str | None, weights: str | None, scale: int | None) -> 
         model = spec_w.arch
         if spec_w.scale is not None:
             if scale is not None and scale != spec_w.scale:
-                raise UsageError(f"--weights {weights} is a x{spec_w.scale} model; drop --scale {scale} or pick other weights")
+                raise UsageError(f"--weights {weights} is a x{spec_w.scale} model; drop --scale {scale} "
+                                 f"or pick other weights")
             scale = spec_w.scale
     if model is None:
         raise UsageError("pass --model (or --weights with a registered name)")
-    spec = models.get_spec(model)
+    try:
+        spec = models.get_spec(model)
+    except KeyError as e:  # UnknownNameError: the message lists close names
+        raise UsageError(f"--model: {e}") from None
+    if model == "bicubic" and scale is not None:
+        return model, scale, None  # parameter-free, any integer scale
     if scale is None:
         if len(spec.scales) == 1:
             scale = spec.scales[0]
         else:
             raise UsageError(f"pass --scale, one of {spec.scales}")
+    if scale not in spec.scales:
+        raise UsageError(f"--scale {scale}: {model} serves x{'/x'.join(map(str, spec.scales))}")
     with torch.device("meta"):  # only to ask whether it has parameters: allocates nothing
         has_params = any(True for _ in models.create(model, scale=scale).parameters())
     if weights is None and has_params:
-        found = weights_for(model, scale)
-        if not found:
-            raise UsageError(
-                f"{model} x{scale} has no published weights: pass --weights with a file you trained "
-                f"(e.g. from sr_bench.train) or pick a model with published weights ({', '.join(weights_names())})"
-            )
-        weights = found[0].name
+        try:
+            weights = published_weights(model, scale).name
+        except WeightsError as e:
+            raise UsageError(str(e)) from None
     return model, scale, weights
 
 
+def _build(name: str, scale: int, weights: str | None, device_spec: str, dtype: str) -> torch.nn.Module:
+    """The model on its device, weights loaded; bicubic is built for the one scale asked (it
+    serves any integer scale; evaluate and reproduce use x2/x3/x4, where published values exist)."""
+    device = torch.device(resolve_device(device_spec))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda, but this torch has no usable CUDA device; use --device cpu")
+    if name == "bicubic" and scale not in models.get_spec(name).scales:
+        model = models.create(name, scales=(scale,))  # the spec lists the benchmark scales only
+    else:
+        model = models.create(name, scale=scale)
+    if weights is not None:
+        info = load_weights(model, weights)
+        log.info("weights: %s (sha256 %s…)", info.path, info.sha256[:12])
+    try:
+        return prepare_model(model, device, parse_dtype(dtype))
+    except ValueError as e:
+        raise UsageError(f"--dtype {dtype}: {e}") from None
+
+
+def _upscale_one(model: torch.nn.Module, path: Path, name: str, scale: int, args: argparse.Namespace) -> None:
+    channels = getattr(model, "in_channels", 3)  # None: any (bicubic)
+    try:
+        img = read_image(path)
+    except ImageError as e:
+        raise cli.DataError(str(e)) from None
+    lr = to_tensor(img, model_device(model, torch.device(resolve_device(args.device))))
+    gray = lr.shape[1] == 1
+    if channels == 3 and gray:
+        lr = lr.expand(-1, 3, -1, -1)
+    elif channels == 1 and lr.shape[1] == 3:
+        raise cli.DataError(f"{path}: {name} takes one channel; convert the image to grayscale first")
+    t0 = time.perf_counter()
+    sr = super_resolve(model, lr, scale, self_ensemble=args.self_ensemble, tile=args.tile,
+                       memory_budget=args.memory_budget)
+    if gray and sr.shape[1] == 3:
+        sr = sr.mean(dim=1, keepdim=True)  # gray in, gray out
+    dst = args.out / f"{path.stem}_x{scale}.png"
+    write_image(dst, to_image(sr))
+    h, w = img.shape[:2]
+    print(f"{path} ({w}x{h}) -> {dst} ({w * scale}x{h * scale}, {time.perf_counter() - t0:.2f} s)")
+
+
+@cli.command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        name, scale, weights = resolve_model(args.model, args.weights, args.scale)
-        images = collect_images(args.images)
-        stems = [p.stem for p in images]
-        dupes = sorted({s for s in stems if stems.count(s) > 1})
-        if dupes:
-            raise UsageError(f"several inputs share the name(s) {', '.join(dupes)}; their outputs would collide")
-        device = torch.device(resolve_device(args.device))
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UsageError("--device cuda, but this torch has no usable CUDA device; use --device cpu")
-        model = models.create(name, scale=scale)
-        if weights is not None:
-            info = load_weights(model, weights)
-            print(f"weights: {info.path} (sha256 {info.sha256[:12]}…)", file=sys.stderr)
-        model = prepare_model(model, device, parse_dtype(args.dtype))
-    except (UsageError, WeightsError, FileNotFoundError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    channels = getattr(model, "in_channels", 3)  # None: any (bicubic)
+    cli.setup_logging(args.verbosity)
+    set_weights_dir(args.weights_dir)
+    name, scale, weights = resolve_model(args.model, args.weights, args.scale)
+    if scale < 2:
+        raise UsageError(f"--scale {scale}: upscaling needs a factor of 2 or more")
+    images = collect_images(args.images)
+    stems = [p.stem for p in images]
+    dupes = sorted({s for s in stems if stems.count(s) > 1})
+    if dupes:
+        raise UsageError(f"several inputs share the name(s) {', '.join(dupes)}; their outputs would collide")
+    model = _build(name, scale, weights, args.device, args.dtype)
     for path in images:
-        try:
-            img = read_image(path)
-        except ImageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        lr = to_tensor(img, device)
-        gray = lr.shape[1] == 1
-        if channels == 3 and gray:
-            lr = lr.expand(-1, 3, -1, -1)
-        elif channels == 1 and lr.shape[1] == 3:
-            print(f"error: {path}: {name} takes one channel; convert the image to grayscale first", file=sys.stderr)
-            return 1
-        t0 = time.perf_counter()
-        sr = super_resolve(
-            model, lr, scale, self_ensemble=args.self_ensemble, tile=args.tile, memory_budget=args.memory_budget
-        )
-        if gray and sr.shape[1] == 3:
-            sr = sr.mean(dim=1, keepdim=True)  # gray in, gray out
-        dst = args.out / f"{path.stem}_x{scale}.png"
-        write_image(dst, to_image(sr))
-        h, w = img.shape[:2]
-        print(f"{path} ({w}x{h}) -> {dst} ({w * scale}x{h * scale}, {time.perf_counter() - t0:.2f} s)")
+        _upscale_one(model, path, name, scale, args)
     return 0
 
 

@@ -16,6 +16,7 @@ from sr_bench.inference import (
     forward_tiled,
     geometric_self_ensemble,
     inverse_transform,
+    min_tile,
     parse_bytes,
     parse_dtype,
     prepare_model,
@@ -103,7 +104,7 @@ def test_input_checks():
 def test_tiled_equals_whole_image(name, scale):
     m = build(name, scale)
     rf = m.receptive_field
-    tile = max(7, rf // 4)
+    tile = min_tile(m)  # the smallest accepted
     lr = torch.rand(1, 3, 11, 2 * rf + 3 * tile + 4)  # odd sizes; interior tiles see cropped context
     whole = super_resolve(m, lr, scale)
     tiled = super_resolve(m, lr, scale, tile=tile)
@@ -293,7 +294,69 @@ def test_both_modes_share_the_identity_forward():
     forward = model.forward
     model.forward = lambda x, scale=None: calls.append(1) or forward(x, scale)
     x = torch.rand(1, 3, 9, 13)
-    both = super_resolve_modes(model, x, 2, (False, True))
+    both = super_resolve_modes(model, x, 2, (False, True), batch_transforms=False)
     assert len(calls) == 8
     torch.testing.assert_close(both[False], super_resolve(model, x, 2), rtol=0, atol=0)
     torch.testing.assert_close(both[True], super_resolve(model, x, 2, self_ensemble=True), rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched self-ensemble and the smallest tile
+
+
+def _counting(model):
+    """The model, recording the batch size of every forward."""
+    batches = []
+    forward = model.forward
+    model.forward = lambda x, scale=None: batches.append(x.shape[0]) or forward(x, scale)
+    return batches
+
+
+@pytest.mark.parametrize("shape", [(12, 12), (9, 14)])
+def test_batched_self_ensemble_equals_sequential(shape, one_thread):
+    torch.manual_seed(0)
+    m = build("edsr-baseline", 2, blocks=2)
+    batches = _counting(m)
+    lr = torch.rand(1, 3, *shape)
+    seq = super_resolve(m, lr, 2, self_ensemble=True, batch_transforms=False)
+    assert batches == [1] * 8
+    batches.clear()
+    bat = super_resolve(m, lr, 2, self_ensemble=True, batch_transforms=True)
+    # square: all 8 transforms share a shape; otherwise the 4 transposed ones have the other shape
+    assert batches == ([8] if shape[0] == shape[1] else [4, 4])
+    assert (bat - seq).abs().max() <= 1e-5
+    # and both are the mean of the 8 transformed forwards, built here with rot90 instead
+    with torch.no_grad():
+        ins = [torch.rot90(lr.flip(-1) if f else lr, k, dims=(-2, -1)).contiguous() for f in (False, True)
+               for k in range(4)]
+        outs = [torch.rot90(m(x, 2), -(i % 4), dims=(-2, -1)) for i, x in enumerate(ins)]
+    ref = torch.stack([o.flip(-1) if i >= 4 else o for i, o in enumerate(outs)]).mean(0)
+    assert (bat - ref).abs().max() <= 1e-5
+
+
+def test_self_ensemble_batches_when_the_budget_allows_else_runs_one_by_one(one_thread):
+    m = build("edsr-baseline", 2, blocks=1)
+    lr = torch.rand(1, 3, 10, 10)
+    per_pixel = bytes_per_lr_pixel(m, 2)
+    batches = _counting(m)
+    # 8 transforms x 100 LR pixels x the model's estimated bytes per pixel, just above and below
+    super_resolve(m, lr, 2, self_ensemble=True, memory_budget=int(8 * 100 * per_pixel * 1.01), tile=16)
+    assert batches[-1:] == [8] and len(batches) <= 2  # (the first call may run the size probe)
+    batches.clear()
+    super_resolve(m, lr, 2, self_ensemble=True, memory_budget=int(8 * 100 * per_pixel * 0.99), tile=16)
+    assert batches == [1] * 8
+
+
+def test_a_tile_below_the_receptive_field_is_raised_with_a_warning(caplog, one_thread):
+    m = build("edsr-baseline", 2, blocks=1)
+    batches = _counting(m)
+    lr = torch.rand(1, 3, 24, 30)
+    with caplog.at_level("WARNING", logger="sr_bench.inference"):
+        out = super_resolve(m, lr, 2, tile=1)
+    # tile 1 would be 24 x 30 = 720 forwards; raised to 16 (the receptive field is smaller) it is 2 x 2
+    assert m.receptive_field < 16 and min_tile(m) == 16 and len(batches) == 4
+    assert min_tile(build("edsr-baseline", 2)) == 36  # 16 blocks: the receptive field is larger than 16
+    assert "below this model's receptive field" in caplog.text
+    assert (out - super_resolve(m, lr, 2)).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="positive"):
+        super_resolve(m, lr, 2, tile=0)

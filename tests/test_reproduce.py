@@ -41,7 +41,8 @@ def test_reproduce_smoke_on_the_embedded_photos_then_resumes_without_work(tmp_pa
 
 def test_ablate_no_bn_smoke_writes_table_plot_and_memory(tmp_path, no_data):
     results = tmp_path / "results"
-    assert ablate_main(["--no-bn", "--profile", "smoke", "--results", str(results), "--runs", str(tmp_path / "runs")]) == 0
+    argv = ["--no-bn", "--profile", "smoke", "--results", str(results), "--runs", str(tmp_path / "runs")]
+    assert ablate_main(argv) == 0
     text = (results / "ablations.md").read_text()
     assert "## `--no-bn`: edsr-baseline x2, smoke profile" in text and "**Paper's claim**" in text
     assert "no batch norm (paper)" in text and "batch norm in every residual block" in text
@@ -72,3 +73,84 @@ def test_ablation_runs_that_restate_the_profile_share_the_reproduce_run(tmp_path
     assert _run_dir(config, "edsr-baseline", 2, {"model.options": {"batch_norm": True}}, own) == own
     assert _run_dir(AblateConfig(["loss"], runs=str(tmp_path), seed=1), "edsr-baseline", 2, {}, own) == own
     assert _run_dir(config, "edsr-baseline", 4, {}, own) == own  # reproduce's x4 is warm-started from x2
+
+
+# ---- the gpu profile ---------------------------------------------------------------------------------
+
+
+def _tiny_root(tmp_path):
+    """A data root with a full (5-image) Set5 of small photographs-like images, and a training folder."""
+    import numpy as np
+
+    from sr_bench.images import write_image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data"
+    for i in range(5):
+        write_image(root / "Set5" / "HR" / f"im{i}.png", rng.integers(0, 256, (24, 36, 3), dtype=np.uint8))
+    for i in range(6):
+        write_image(root / "train" / f"t{i}.png", rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    return root
+
+
+def test_gpu_profile_end_to_end_with_tiny_counts(tmp_path, one_thread):
+    root = _tiny_root(tmp_path)
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    tiny = {"optim.iterations": 2, "data.patch_size": 8, "data.batch_size": 2, "data.num_workers": 0,
+            "val.max_images": 1, "data.dataset": str(root / "train"), "model.options": '{"blocks": 1, "filters": 8}'}
+    sets = [a for k, v in tiny.items() for a in ("--set", f"{k}={v}")]
+    argv = ["--profile", "gpu", "--models", "bicubic", "edsr-baseline", "--data-root", str(root), "--device", "cpu",
+            "--results", str(results), "--runs", str(runs), "--no-table1", "--no-progress", *sets]
+    assert reproduce.main(argv) == 0
+    records = read_records(results / "records.jsonl")
+    got = {(r.model, r.scale, r.self_ensemble) for r in records if r.model == "edsr-baseline"}
+    assert got == {("edsr-baseline", s, se) for s in (2, 3, 4) for se in (False, True)}
+    assert all(r.profile == "gpu" and r.dataset == "Set5" and r.n_images == 5 for r in records
+               if r.model == "edsr-baseline")
+    # the paper's warm start: x3 and x4 start from the x2 run's weights, in the shared run folders
+    for s in (3, 4):
+        cfg = json.loads((runs / f"gpu-edsr-baseline-x{s}" / "config.json").read_text())
+        assert cfg["model"]["init"] == str(runs / "gpu-edsr-baseline-x2" / "final.safetensors")
+        assert cfg["optim"]["iterations"] == 2 and "gpu profile: 2 updates instead of 300000" in " ".join(cfg["notes"])
+    table = (results / "table3.md").read_text()
+    assert "profile **gpu**" in table and "edsr-baseline (x2 2, x3 2, x4 2 updates; train" in table
+    times = json.loads((results / "times-gpu.json").read_text())
+    assert times["edsr-baseline"]["updates"] == {"x2": 2, "x3": 2, "x4": 2}
+
+
+def test_gpu_parts_cover_the_whole_table_once():
+    from sr_bench.reproduce import GPU_PARTS, ReproduceConfig, parts_text, plan
+
+    everything = {j.model for j in plan(ReproduceConfig(profile="gpu"), ["Set5"])}
+    parted = [m for models in GPU_PARTS.values() for m in models]
+    assert sorted(parted) == sorted(everything) and len(parted) == len(set(parted))
+    text = parts_text()
+    assert all(f"--models {' '.join(models)}" in text for models in GPU_PARTS.values())
+
+
+def test_gpu_plan_trains_everything_and_says_why_div2k_has_no_self_ensemble():
+    from sr_bench.reproduce import ReproduceConfig, plan
+
+    jobs = {j.model: j for j in plan(ReproduceConfig(profile="gpu"), ["Set5", "Urban100", "DIV2K"])}
+    assert all(jobs[m].weights == "train" and jobs[m].scales == (2, 3, 4) for m in jobs if m != "bicubic")
+    assert jobs["edsr"].warm_start_from == 2 and jobs["mdsr"].warm_start_from is None
+    assert jobs["edsr"].modes("Urban100", 4) == (False, True)
+    assert all(jobs[m].modes("DIV2K", s) == (False,) for m in jobs if m != "bicubic" for s in (2, 3, 4))
+
+
+def test_dry_run_arithmetic():
+    from sr_bench.reproduce import END_TO_END, Estimate, ReproduceConfig, dry_run_text
+
+    e = Estimate("edsr", (2, 3, 4), {2: 100, 3: 50, 4: 50}, {2: 0.02, 3: 0.03, 4: 0.04}, "timed", 12, 30.0)
+    assert e.train_s() == pytest.approx((100 * 0.02 + 50 * 0.03 + 50 * 0.04) / END_TO_END)
+    assert e.train_s(paper=True) == pytest.approx(300_000 * (0.02 + 0.03 + 0.04) / END_TO_END)
+    text = dry_run_text(ReproduceConfig(profile="gpu", device="cpu"), [e], ["Set5"])
+    assert "| edsr | x2 100, x3 50, x4 50 |" in text
+    total = (100 * 0.02 + 50 * 0.03 + 50 * 0.04) / END_TO_END + 30.0
+    assert f"Total: {total:.0f} s for profile gpu" in text
+
+
+def test_reproduce_user_errors_are_one_line(capsys):
+    assert reproduce.main(["--models", "edsr-basline", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "edsr-basline" in err

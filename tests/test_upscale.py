@@ -7,13 +7,12 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
+from matlab_reference import reference_resize
 
 from sr_bench import models
 from sr_bench.images import quantize, read_image, to_tensor, write_image
 from sr_bench.inference import prepare_model, super_resolve
-from sr_bench.resize import imresize
 from sr_bench.upscale import main
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,11 +29,9 @@ def images(tmp_path):
 
 
 def expected_bicubic(img: np.ndarray, s: int) -> np.ndarray:
-    x = torch.from_numpy(img).double()
-    x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
-    y = imresize(x / 255.0, float(s))
-    q = quantize(y).numpy()
-    return q[0] if img.ndim == 2 else q.transpose(1, 2, 0)
+    """The independent float64 MATLAB bicubic, quantised half up as sr_bench's outputs are."""
+    y = reference_resize(img.astype(np.float64) / 255.0, float(s))
+    return np.clip(np.floor(255.0 * y + 0.5), 0, 255).astype(np.uint8)
 
 
 def test_bicubic_on_a_folder(images, tmp_path, capsys):
@@ -74,8 +71,10 @@ def test_scale_is_implied_by_weights_and_conflicts_are_errors(images, tmp_path, 
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    assert main(["--weights", "edsr-baseline-x4", str(d), "--out", str(tmp_path / "o")]) == 2
+    # a download that fails is a data error (exit 1): one line naming the file and the way round it
+    assert main(["--weights", "edsr-baseline-x4", str(d), "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
     assert "edsr_baseline_x4-6b446fab.pt" in err and "--weights /path/to/" in err
     assert main(["--weights", "edsr-x4", "--scale", "2", str(d), "--out", str(tmp_path / "o")]) == 2
     assert "x4 model" in capsys.readouterr().err
@@ -93,9 +92,52 @@ def test_models_without_published_weights_need_a_file(images, tmp_path, capsys):
 
 def test_bad_inputs(images, tmp_path, capsys):
     d, _, _ = images
-    assert main(["--model", "bicubic", "--scale", "2", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o")]) == 2
+    missing = str(tmp_path / "missing.png")
+    assert main(["--model", "bicubic", "--scale", "2", missing, "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
     other = tmp_path / "other"
     write_image(other / "rgb.png", np.zeros((4, 4, 3), np.uint8))
     assert main(["--model", "bicubic", "--scale", "2", str(d), str(other), "--out", str(tmp_path / "o")]) == 2
     assert "collide" in capsys.readouterr().err
+
+
+def test_tile_zero_or_negative_fails_in_argparse_before_any_image_is_read(tmp_path, capsys):
+    missing = tmp_path / "never-read.png"  # would be "no such file" if the images were looked at
+    for bad in ("0", "-3"):
+        with pytest.raises(SystemExit) as e:
+            main(["--model", "bicubic", "--scale", "2", str(missing), "--out", str(tmp_path / "o"), "--tile", bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "--tile" in err and "no such file" not in err
+
+
+def test_tile_one_is_raised_to_the_minimum(images, tmp_path, capsys, monkeypatch):
+    d, rgb, _ = images
+    calls = []
+    import sr_bench.inference as inference
+
+    real = inference.forward_tiled
+    monkeypatch.setattr(inference, "forward_tiled",
+                        lambda fn, x, *a, **k: calls.append(x.shape) or real(fn, x, *a, **k))
+    out = tmp_path / "out"
+    assert main(["--model", "bicubic", "--scale", "2", str(d / "rgb.png"), "--out", str(out), "--tile", "1"]) == 0
+    # 9x13 fits one 16-pixel tile: one whole-image forward, not 9 x 13 = 117 tiles
+    assert calls == [] and "below this model's receptive field" in capsys.readouterr().err
+    assert np.abs(read_image(out / "rgb_x2.png").astype(int) - expected_bicubic(rgb, 2)).max() <= 1
+
+
+def test_bicubic_serves_any_integer_scale(images, tmp_path):
+    d, rgb, _ = images
+    out = tmp_path / "out"
+    assert main(["--model", "bicubic", "--scale", "5", str(d / "rgb.png"), "--out", str(out)]) == 0
+    got = read_image(out / "rgb_x5.png")
+    assert got.shape == (45, 65, 3) and np.abs(got.astype(int) - expected_bicubic(rgb, 5)).max() <= 1
+
+
+def test_user_errors_are_one_line(images, tmp_path, capsys):
+    d, _, _ = images
+    assert main(["--model", "edsr-basline", "--scale", "2", str(d), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did you mean 'edsr-baseline'" in err
+    assert main(["--model", "edsr", "--scale", "5", str(d), "--out", str(tmp_path / "o")]) == 2
+    assert "edsr serves x2/x3/x4" in capsys.readouterr().err

@@ -46,3 +46,16 @@ def test_ssim_1024x768(benchmark):
     b = (a.int() + torch.randint(-5, 6, a.shape)).clamp(0, 255).to(torch.uint8)
     value = benchmark(metrics.ssim, a, b)
     assert 0 < value.item() < 1
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["sequential", "batched"])
+def test_self_ensemble_edsr_baseline_x2(benchmark, batched):
+    """EDSR-baseline+ x2 on a 96x96 LR image: the 8 transforms one by one, or as one batch of 8."""
+    from sr_bench import models
+    from sr_bench.inference import prepare_model, super_resolve
+
+    torch.manual_seed(0)
+    m = prepare_model(models.create("edsr-baseline", scale=2))
+    x = torch.rand(1, 3, 96, 96)
+    out = benchmark(super_resolve, m, x, 2, self_ensemble=True, batch_transforms=batched)
+    assert out.shape == (1, 3, 192, 192)

@@ -113,7 +113,8 @@ def test_updates_per_second(benchmark, amp):
     trainer.step(x, y, 2)
     benchmark.pedantic(trainer.step, args=(x, y, 2), rounds=4, iterations=1, warmup_rounds=1)
     ups = 1.0 / benchmark.stats.stats.mean
-    benchmark.extra_info.update({"updates_per_s": ups, "amp": amp, "load_avg": _load(), "threads": torch.get_num_threads()})
+    benchmark.extra_info.update({"updates_per_s": ups, "amp": amp, "load_avg": _load(),
+                                 "threads": torch.get_num_threads()})
     print(f"\nedsr-baseline x2, batch {BATCH} x {PATCH}x{PATCH}, amp {amp}, channels_last: {ups:.3f} updates/s "
           f"(load average {_load()})")
     assert ups > 0
