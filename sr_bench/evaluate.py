@@ -1,8 +1,9 @@
-"""Evaluate registered models on the benchmarks under a named protocol.
+"""Evaluate registered models, or folders of SR images, on the benchmarks under a named protocol.
 
 ``python -m sr_bench.evaluate --model bicubic --datasets Set5 Set14 B100 Urban100 --scales 2 3 4
 --protocol vdsr`` prints a table, appends one record per (model, dataset, scale, self-ensemble) to
-``--out`` (JSON Lines) and regenerates Table 3 beside it.
+``RESULTS/records.jsonl`` as each dataset finishes, and regenerates Table 3 beside it.
+``--sr-dir DIR --label NAME`` scores SR images something else produced, the same way.
 
 Each image is decoded once and scored for every model and scale; the next image is decoded in a
 background thread while the current one runs.
@@ -11,29 +12,42 @@ background thread while the current one runs.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import hashlib
+import io
+import logging
+import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from sr_bench import baselines
-from sr_bench.data import Dataset, open_dataset
-from sr_bench.images import as_batch, quantize
-from sr_bench.inference import parse_dtype, prepare_model, super_resolve_modes
+from sr_bench import baselines, cli
+from sr_bench.cli import DataError, UsageError, command
+from sr_bench.data import DATASETS, Dataset, benchmark_names, open_dataset
+from sr_bench.images import as_batch, atomic_write, quantize
+from sr_bench.inference import parse_dtype, prepare_model, resolve_device, super_resolve_modes
 from sr_bench.models import create, get_spec, names, parse_option
+from sr_bench.paths import default_results_dir
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
-from sr_bench.records import Record, append_records, environment, read_records
+from sr_bench.records import Record, append_records, default_label, environment, read_records, records_lock
+from sr_bench.weights import set_weights_dir
 
-__all__ = ["Candidate", "EvalConfig", "evaluate", "evaluate_model", "load_candidates", "main"]
+__all__ = [
+    "PER_IMAGE_FIELDS", "Candidate", "EvalConfig", "dataset_identity", "evaluate", "evaluate_model",
+    "label_conflicts", "load_candidates", "main", "write_per_image",
+]
+
+log = logging.getLogger("sr_bench.evaluate")
 
 
 @dataclass
@@ -47,33 +61,54 @@ class Candidate:
     weights_source: str | None = None
     profile: str | None = None
     options: dict = field(default_factory=dict)
+    label: str | None = None  # Table 3 column; None: default_label(name, profile, weights_source)
+
+    @property
+    def record_label(self) -> str:
+        return self.label or default_label(self.name, self.profile, self.weights_source)
 
     @property
     def in_channels(self) -> int | None:
         """Input channels the network expects (None: any)."""
         if hasattr(self.module, "in_channels"):
-            return self.module.in_channels
+            channels = self.module.in_channels
+            return channels if isinstance(channels, int) else None
         return get_spec(self.name).in_channels if self.name in names() else None
 
 
 @dataclass
 class EvalConfig:
-    models: list[str]
-    datasets: list[str] = field(default_factory=lambda: ["Set5", "Set14", "B100", "Urban100"])
+    models: list[str] = field(default_factory=list)  # empty with sr_dir
+    datasets: list[str] = field(default_factory=lambda: benchmark_names(published=True))
     scales: list[int] = field(default_factory=lambda: [2, 3, 4])
     protocol: str = "paper"
     weights: list[str] = field(default_factory=list)
     self_ensemble: str = "off"  # off | on | both
     data_root: str | None = None
-    out: str = "results/records.jsonl"
-    table: str | None = None  # default: table3.md beside --out
-    device: str = "cpu"
+    out: str | None = None  # the records file; None: <results>/records.jsonl
+    table: str | None = None  # default: table3.md beside the records file
+    device: str = "auto"
     dtype: str = "float32"
     tile: int | None = None
     memory_budget: str | None = None
     max_images: int | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)
+    results: str | None = None  # folder; None: paths.default_results_dir()
+    labels: list[str] = field(default_factory=list)  # one per model (or one for sr_dir)
+    per_image: str | None = None  # CSV of per-image scores
+    replace: bool = False  # a label's records with other weights / SR images are superseded, not refused
+    sr_dir: str | None = None
+    sr_pattern: str | None = None
+    allow_partial: bool = False
+
+    @property
+    def records_path(self) -> Path:
+        return Path(self.out) if self.out else Path(self.results or default_results_dir()) / "records.jsonl"
+
+    @property
+    def table_path(self) -> Path:
+        return Path(self.table) if self.table else self.records_path.with_name("table3.md")
 
     @property
     def ensemble_modes(self) -> tuple[bool, ...]:
@@ -105,7 +140,7 @@ def load_candidates(
     spec = get_spec(name)
     bad = [s for s in scales if s not in spec.scales]
     if bad:
-        raise ValueError(f"{name} serves scales {spec.scales}, not {bad}")
+        raise UsageError(f"{name} serves scales {spec.scales}, not {bad}")
     built: dict[object, Candidate] = {}
     out = []
     for s in scales:
@@ -119,7 +154,7 @@ def load_candidates(
         sha = src = profile = None
         if source is None:
             if _num_parameters(module):
-                raise ValueError(
+                raise UsageError(
                     f"{name} has {_num_parameters(module):,} parameters and no weights were given: pass "
                     f"--weights official (published checkpoints), a registered name, a file, or random"
                 )
@@ -127,10 +162,7 @@ def load_candidates(
             src, profile = "random-init (seed 0)", "untrained"
         else:
             if source == "official":
-                found = wts.weights_for(name, s)
-                if not found:
-                    raise ValueError(f"no published weights are registered for {name} x{s}; pass a file instead")
-                source = found[0].name
+                source = wts.published_weights(name, s).name
             info = wts.load_weights(module, source)
             sha, src = info.sha256, info.source
             profile = "official" if info.spec is not None else str(info.metadata.get("profile", "") or "") or None
@@ -141,13 +173,17 @@ def load_candidates(
     return out
 
 
-def _input_tensor(image: np.ndarray, channels: int | None, device: torch.device, protocol: Protocol, name: str) -> torch.Tensor:
+def model_input_tensor(
+    image: np.ndarray, channels: int | None, device: torch.device | str, protocol: Protocol, name: str
+) -> torch.Tensor:
+    """A protocol's model input (uint8 array) as the float 0..1 batch a network with ``channels``
+    input channels takes (None: any); ``figure`` uses it too, so both feed networks alike."""
     t = as_batch(image).to(device=device, dtype=torch.float32) / 255.0
     if channels is None or t.shape[1] == channels:
         return t
     if t.shape[1] == 1 and channels == 3 and not protocol.y_first:
         return t.expand(-1, 3, -1, -1)  # a gray image through an RGB network, as the official code does
-    raise ValueError(
+    raise UsageError(
         f"{name} takes {channels}-channel input but protocol {protocol.name!r} feeds {t.shape[1]}"
         + (": the vdsr protocol feeds the Y channel; use --protocol paper for RGB models" if protocol.y_first else "")
     )
@@ -155,8 +191,31 @@ def _input_tensor(image: np.ndarray, channels: int | None, device: torch.device,
 
 def _load(dataset: Dataset, i: int, scales: Sequence[int], need_lr: bool):
     hr, hr_sha = dataset.read_hr(i)
+    if not need_lr:  # the vdsr protocol makes its own input: still refuse a too-small image by name
+        for s in scales:
+            dataset.check_scorable(i, hr.shape, s)
     lrs = {s: dataset.read_lr(i, s, hr, hr_sha) for s in scales} if need_lr else {}
     return hr, hr_sha, lrs
+
+
+def dataset_identity(dataset: Dataset) -> str:
+    """What a record calls ``dataset``: the registered name, or for a folder of the user's the
+    folder's resolved absolute path, so a user folder named ``Set5`` is never taken for Set5."""
+    if dataset.name in DATASETS and DATASETS[dataset.name] == dataset.spec:
+        return dataset.name
+    where = Path(dataset.location)
+    folder = where if where.name == dataset.name else where.parent  # <folder>/HR holds the images
+    return str(folder.resolve())
+
+
+@dataclass
+class _Tally:
+    """What ``evaluate`` accumulates while it runs, per candidate and per scale."""
+
+    per_image: dict[tuple[int, bool], list[dict]]
+    seconds: dict[int, float]
+    fingerprints: dict[int, Any]  # scale -> running sha256
+    lr_sources: dict[int, set[str]]
 
 
 def evaluate(
@@ -174,17 +233,18 @@ def evaluate(
 ) -> list[Record]:
     """Score every candidate on ``dataset``; one record per (candidate, self-ensemble mode)."""
     protocol = get_protocol(protocol) if isinstance(protocol, str) else protocol
-    device = torch.device(device)
+    device = torch.device(resolve_device(str(device)))
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     scales = sorted({c.scale for c in candidates})
-    per_image: dict[tuple[int, bool], list[dict]] = {(k, se): [] for k in range(len(candidates)) for se in self_ensemble}
-    seconds = {k: 0.0 for k in range(len(candidates))}
-    fingerprints = {s: hashlib.sha256() for s in scales}
-    lr_sources = {s: set() for s in scales}
-    bar = tqdm(total=n * len(candidates), desc=f"{dataset.name} ({protocol.name})", file=sys.stderr, disable=not progress, unit="sr")
+    tally = _Tally({(k, se): [] for k in range(len(candidates)) for se in self_ensemble},
+                   {k: 0.0 for k in range(len(candidates))}, {s: hashlib.sha256() for s in scales},
+                   {s: set() for s in scales})
+    bar = tqdm(total=n * len(candidates), desc=f"{dataset.name} ({protocol.name})", file=sys.stderr,
+               disable=not progress, unit="sr")
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_load, dataset, 0, scales, not protocol.y_first) if n else None
         for i in range(n):
+            assert pending is not None  # submitted above whenever n > 0
             hr, hr_sha, lrs = pending.result()
             if i + 1 < n:
                 pending = pool.submit(_load, dataset, i + 1, scales, not protocol.y_first)
@@ -193,32 +253,39 @@ def evaluate(
             inputs = {}
             for s in scales:
                 lr, lr_sha, origin = lrs.get(s, (None, "y-first", "y-first"))
-                fingerprints[s].update(f"{stem}\t{hr_sha}\t{lr_sha}\n".encode())
-                lr_sources[s].add(origin)
+                tally.fingerprints[s].update(f"{stem}\t{hr_sha}\t{lr_sha}\n".encode())
+                tally.lr_sources[s].add(origin)
                 inputs[s] = protocol.model_input(reference, lr, s)
             for k, cand in enumerate(candidates):
                 t0 = time.perf_counter()
-                x = _input_tensor(inputs[cand.scale], cand.in_channels, device, protocol, cand.name)
-                outputs = super_resolve_modes(cand.module, x, cand.scale, tuple(self_ensemble), tile=tile, memory_budget=memory_budget)
+                x = model_input_tensor(inputs[cand.scale], cand.in_channels, device, protocol, cand.name)
+                outputs = super_resolve_modes(cand.module, x, cand.scale, tuple(self_ensemble), tile=tile,
+                                              memory_budget=memory_budget)
                 for se, out in outputs.items():
                     score = protocol.score_reference(quantize(out), reference, cand.scale)
-                    per_image[(k, se)].append({"image": stem, "psnr": score.psnr, "ssim": score.ssim})
+                    tally.per_image[(k, se)].append({"image": stem, "psnr": score.psnr, "ssim": score.ssim})
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
-                seconds[k] += time.perf_counter() - t0
+                tally.seconds[k] += time.perf_counter() - t0
                 bar.update(1)
     bar.close()
-    env = environment(str(device))
+    return _records(candidates, dataset, protocol, self_ensemble, tally, str(device), dtype, tile)
+
+
+def _records(candidates: Sequence[Candidate], dataset: Dataset, protocol: Protocol, self_ensemble: Sequence[bool],
+             tally: _Tally, device: str, dtype: str, tile: int | None) -> list[Record]:
+    env = environment(device)
+    ds_id = dataset_identity(dataset)
     records = []
     for k, cand in enumerate(candidates):
         for se in self_ensemble:
-            rows = per_image[(k, se)]
-            origin = lr_sources[cand.scale]
+            rows = tally.per_image[(k, se)]
+            origin = tally.lr_sources[cand.scale]
             records.append(
                 Record(
                     model=cand.name,
                     weights=cand.weights_sha256,
-                    dataset=dataset.name,
+                    dataset=ds_id,
                     scale=cand.scale,
                     self_ensemble=se,
                     protocol=protocol.name,
@@ -229,12 +296,14 @@ def evaluate(
                     weights_source=cand.weights_source,
                     profile=cand.profile,
                     model_options=cand.options,
-                    data_sha256=fingerprints[cand.scale].hexdigest(),
+                    data_sha256=tally.fingerprints[cand.scale].hexdigest(),
                     lr_source=next(iter(origin)) if len(origin) == 1 else "mixed",
-                    device=str(device),
+                    device=device,
                     dtype=dtype,
                     tile=tile,
-                    seconds=round(seconds[k], 3),
+                    seconds=round(tally.seconds[k], 3),
+                    label=cand.record_label,
+                    n_expected=len(dataset),
                     **env,
                 )
             )
@@ -261,7 +330,8 @@ def evaluate_model(
     model.eval()
     try:
         cands = [Candidate(name, s, model) for s in scales]
-        return evaluate(cands, ds, protocol, self_ensemble=(self_ensemble,), device=device, max_images=max_images, progress=progress)
+        return evaluate(cands, ds, protocol, self_ensemble=(self_ensemble,), device=device, max_images=max_images,
+                        progress=progress)
     finally:
         model.train(was_training)
 
@@ -271,87 +341,265 @@ def _fmt_delta(measured: float, paper: float | None, digits: int) -> str:
 
 
 def summary_rows(records: Sequence[Record]) -> list[list[object]]:
-    rows = []
+    rows: list[list[object]] = []
     for r in records:
-        paper = baselines.table3_value(r.model, r.self_ensemble, r.dataset, r.scale)
-        paper_ok = paper is not None and r.protocol in ("paper", "vdsr")
+        found = baselines.table3_value(r.model, r.self_ensemble, r.dataset, r.scale)
+        paper = found if r.protocol in ("paper", "vdsr") and r.complete else None
         rows.append([
-            r.model + ("+" if r.self_ensemble else ""), r.dataset, f"x{r.scale}", r.protocol,
+            r.label + ("+" if r.self_ensemble else ""), r.dataset, f"x{r.scale}", r.protocol,
             f"{r.psnr:.2f}", f"{r.ssim:.4f}",
-            f"{paper.psnr:.2f} / {paper.ssim:.4f}" if paper_ok else "",
-            _fmt_delta(r.psnr, paper.psnr if paper_ok else None, 3),
-            _fmt_delta(r.ssim, paper.ssim if paper_ok else None, 4),
-            r.n_images, f"{r.seconds:.1f}",
+            f"{paper.psnr:.2f} / {paper.ssim:.4f}" if paper is not None else "",
+            _fmt_delta(r.psnr, None if paper is None else paper.psnr, 3),
+            _fmt_delta(r.ssim, None if paper is None else paper.ssim, 4),
+            r.n_images if r.complete else f"{r.n_images} of {r.n_expected}", f"{r.seconds:.1f}",
         ])
     return rows
 
 
-SUMMARY_HEADERS = ["model", "dataset", "scale", "protocol", "PSNR", "SSIM", "paper", "dPSNR", "dSSIM", "images", "s"]
+SUMMARY_HEADERS = ["label", "dataset", "scale", "protocol", "PSNR", "SSIM", "paper", "dPSNR", "dSSIM", "images", "s"]
+PER_IMAGE_FIELDS = ("dataset", "scale", "image", "label", "self_ensemble", "psnr", "ssim")
+
+
+def check_output(path: Path, what: str, option: str) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file path, e.g. {path / Path(what).name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{option} {path}: cannot create its folder {path.parent} ({e.strerror or e}); "
+                         f"pass a path in a folder you can write") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable; pass a path in a folder you can write")
+
+
+def _slot(r: Record) -> tuple:
+    """One Table 3 cell of one label."""
+    return (r.label, r.dataset, r.scale, r.protocol, r.self_ensemble)
+
+
+def _origin(r: Record) -> tuple:
+    """What made a record's numbers: the network and its weights, or the SR images."""
+    return (r.model, r.weights, r.sr_sha256)
+
+
+def _origin_text(r: Record) -> str:
+    if r.sr_sha256:
+        return f"SR images sha256 {r.sr_sha256[:16]}"
+    return f"{r.model} weights sha256 {r.weights[:16]}" if r.weights else f"{r.model} (no weights)"
+
+
+def label_conflicts(existing: Sequence[Record], planned: Sequence[Record], path: Path) -> None:
+    """Refuse planned cells whose label already holds numbers from other weights or SR images, in
+    the records file or earlier in this run (two models given one label)."""
+    held: dict[tuple, Record] = {}
+    for r in existing:
+        held.setdefault(_slot(r), r)
+    problems: dict[str, list[str]] = {}
+    for new in planned:
+        old = held.setdefault(_slot(new), new)
+        if _origin(old) != _origin(new):
+            problems.setdefault(new.label, []).append(
+                f"{new.dataset} x{new.scale} {new.protocol}{' +' if new.self_ensemble else ''}: "
+                f"{_origin_text(old)} there, {_origin_text(new)} now")
+    if problems:
+        label, cells = next(iter(problems.items()))
+        more = f" and {len(cells) - 3} more" if len(cells) > 3 else ""
+        raise UsageError(f"{path}: label {label!r} already holds other results ({'; '.join(cells[:3])}{more}); "
+                         f"pass --label OTHER for a new column, or --replace to supersede them")
+
+
+def write_per_image(path: str | os.PathLike, records: Sequence[Record]) -> Path:
+    """Add one CSV row per image of ``records`` (a rerun of the same image replaces its row), under
+    the file's lock and atomically."""
+    path = Path(path)
+    new = [{"dataset": r.dataset, "scale": r.scale, "image": p["image"], "label": r.label,
+            "self_ensemble": str(r.self_ensemble).lower(), "psnr": repr(float(p["psnr"])),
+            "ssim": repr(float(p["ssim"]))}
+           for r in records for p in r.per_image]
+    key = lambda row: tuple(str(row[k]) for k in ("dataset", "scale", "image", "label", "self_ensemble"))  # noqa: E731
+    with records_lock(path):
+        old = []
+        if path.exists():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                if tuple(reader.fieldnames or ()) != PER_IMAGE_FIELDS:
+                    raise DataError(f"{path}: not a per-image CSV of sr_bench (columns {reader.fieldnames}, expected "
+                                    f"{', '.join(PER_IMAGE_FIELDS)}); pass another --per-image file")
+                old = list(reader)
+        fresh = {key(row) for row in new}
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=PER_IMAGE_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([row for row in old if key(row) not in fresh] + new)
+        return atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
+
+
+def _store(config: EvalConfig, records: list[Record]) -> None:
+    """Append finished records (and their per-image rows) at once: a later failure loses none."""
+    supersedes = (lambda old, new: _slot(old) == _slot(new)) if config.replace else None
+    append_records(config.records_path, records, supersedes=supersedes)
+    if config.per_image:
+        write_per_image(config.per_image, records)
+
+
+def _open_datasets(config: EvalConfig) -> list[Dataset]:
+    try:
+        return [open_dataset(name, config.data_root) for name in config.datasets]
+    except FileNotFoundError as e:
+        if isinstance(getattr(type(e), "exit_code", None), int):
+            raise
+        raise DataError(str(e)) from e
+
+
+def _model_candidates(config: EvalConfig) -> list[Candidate]:
+    dtype = parse_dtype(config.dtype)
+    device = resolve_device(config.device)
+    if torch.device(device).type == "cpu" and dtype == torch.float16:
+        raise UsageError("--dtype float16 is for CUDA; on the CPU use float32 or bfloat16")
+    weights: list[str | None] = list(config.weights) or [None]
+    if len(weights) == 1:
+        weights = weights * len(config.models)
+    if len(weights) != len(config.models):
+        raise UsageError(f"give one --weights for all models or one per model ({len(config.models)}), "
+                         f"got {len(weights)}")
+    labels: list[str | None] = list(config.labels) or [None] * len(config.models)
+    if len(labels) != len(config.models):
+        raise UsageError(f"give one --label per model ({len(config.models)}: {' '.join(config.models)}), "
+                         f"got {len(labels)}")
+    candidates = []
+    for name, w, label in zip(config.models, weights, labels, strict=True):
+        for cand in load_candidates(name, config.scales, None if w in (None, "none") else w, device, config.dtype,
+                                    config.options):
+            candidates.append(dataclasses.replace(cand, label=label))
+    return candidates
+
+
+def _planned(candidates: Sequence[Candidate], datasets: Sequence[Dataset], config: EvalConfig) -> list[Record]:
+    """Stand-in records of what this run will measure, for the label check."""
+    return [Record(model=c.name, weights=c.weights_sha256, dataset=dataset_identity(ds), scale=c.scale,
+                   self_ensemble=se, protocol=config.protocol, psnr=0.0, ssim=0.0, n_images=0, per_image=[],
+                   label=c.record_label)
+            for ds in datasets for c in candidates for se in config.ensemble_modes]
+
+
+def _score_models(config: EvalConfig, existing: list[Record]) -> list[Record]:
+    datasets = _open_datasets(config)  # fail before any work
+    candidates = _model_candidates(config)
+    if not config.replace:
+        label_conflicts(existing, _planned(candidates, datasets, config), config.records_path)
+    records = []
+    for ds in datasets:
+        recs = evaluate(
+            candidates, ds, config.protocol, self_ensemble=config.ensemble_modes, device=resolve_device(config.device),
+            dtype=config.dtype, tile=config.tile, memory_budget=config.memory_budget,
+            max_images=config.max_images, progress=config.progress,
+        )
+        _store(config, recs)  # each dataset's (model, scale) records as soon as they are measured
+        records += recs
+    return records
+
+
+def _score_sr_folder(config: EvalConfig, existing: list[Record]) -> list[Record]:
+    from sr_bench.sr_folder import score_sr_folder  # written separately; imported only when used
+
+    if len(config.labels) != 1:
+        raise UsageError("--sr-dir needs one --label NAME: the Table 3 column these SR images are shown as")
+    records = score_sr_folder(
+        str(config.sr_dir), label=config.labels[0], datasets=config.datasets, scales=config.scales,
+        protocol=config.protocol, data_root=config.data_root, pattern=config.sr_pattern,
+        allow_partial=config.allow_partial, progress=config.progress,
+    )
+    if not config.replace:
+        label_conflicts(existing, records, config.records_path)
+    _store(config, records)
+    return records
 
 
 def run(config: EvalConfig) -> list[Record]:
     from tabulate import tabulate
 
-    dtype = parse_dtype(config.dtype)
-    if dtype != torch.float32 and torch.device(config.device).type == "cpu" and dtype == torch.float16:
-        raise ValueError("float16 is for CUDA; on the CPU use float32 or bfloat16")
-    weights = list(config.weights) or [None]
-    if len(weights) == 1:
-        weights = weights * len(config.models)
-    if len(weights) != len(config.models):
-        raise ValueError(f"give one --weights for all models or one per model ({len(config.models)}), got {len(weights)}")
-    datasets = [open_dataset(name, config.data_root) for name in config.datasets]  # fail before any work
-    candidates = []
-    for name, w in zip(config.models, weights):
-        candidates += load_candidates(name, config.scales, None if w in (None, "none") else w, config.device, config.dtype,
-                                      config.options)
-    records = []
-    for ds in datasets:
-        records += evaluate(
-            candidates, ds, config.protocol, self_ensemble=config.ensemble_modes, device=config.device,
-            dtype=config.dtype, tile=config.tile, memory_budget=config.memory_budget,
-            max_images=config.max_images, progress=config.progress,
-        )
-    print(tabulate(summary_rows(records), headers=SUMMARY_HEADERS, tablefmt="github"))
-    out = Path(config.out)
-    append_records(out, records)
-    table = Path(config.table) if config.table else out.with_name("table3.md")
     from sr_bench.tables.table3 import write_table3
 
-    write_table3(read_records(out), table)
-    print(f"\nrecords: {out.resolve()}\ntable:   {table.resolve()}", file=sys.stderr)
+    if bool(config.models) == bool(config.sr_dir):
+        raise UsageError("give either --model NAME ... or --sr-dir DIR --label NAME (one, not both)")
+    check_output(config.records_path, "records.jsonl", "--records")
+    check_output(config.table_path, "table3.md", "--table")
+    if config.per_image:
+        check_output(Path(config.per_image), "per_image.csv", "--per-image")
+    existing = read_records(config.records_path)
+    records = (_score_sr_folder if config.sr_dir else _score_models)(config, existing)
+    print(tabulate(summary_rows(records), headers=SUMMARY_HEADERS, tablefmt="github"))
+    table = write_table3(read_records(config.records_path), config.table_path)
+    log.info("\nrecords: %s\ntable:   %s%s", config.records_path.resolve(), table.resolve(),
+             f"\nper-image: {Path(config.per_image).resolve()}" if config.per_image else "")
     return records
 
 
-def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
-    p = argparse.ArgumentParser(prog="python -m sr_bench.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", "--models", dest="models", nargs="+", required=True, help="registered model name(s)")
-    p.add_argument("--weights", nargs="+", default=[], help="per model: official | random | NAME | PATH (PATH may contain {scale})")
+_EPILOG = """outputs: records are appended to RESULTS/records.jsonl (--records FILE to choose the file) and
+Table 3 is regenerated as table3.md beside the records file (--table FILE). RESULTS defaults to
+results/ inside an sr_bench clone, else ./sr_bench_results in the current folder; sr_bench never
+writes into its package folder."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m sr_bench.evaluate", __doc__.split("\n\n")[0])
+    p.epilog = _EPILOG
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", "--models", dest="models", nargs="+", help="registered model name(s)")
+    what.add_argument("--sr-dir", default=None, metavar="DIR",
+                      help="score SR images another program wrote (needs --label)")
+    p.add_argument("--label", dest="labels", nargs="+", default=[], metavar="NAME",
+                   help="Table 3 column name, one per model (default: model plus the weights' short name)")
+    p.add_argument("--sr-pattern", default=None, metavar="PAT",
+                   help="SR file path under --sr-dir with {dataset} {scale} {stem}")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="with --sr-dir: score the images present; the record says how many")
+    p.add_argument("--weights", nargs="+", default=[],
+                   help="per model: official | random | NAME | PATH (PATH may contain {scale})")
     p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
                    help="model option the weights were trained with, e.g. batch_norm=true (repeatable)")
-    p.add_argument("--datasets", nargs="+", default=["Set5", "Set14", "B100", "Urban100"])
-    p.add_argument("--scales", nargs="+", type=int, default=[2, 3, 4])
+    p.add_argument("--datasets", nargs="+", default=benchmark_names(published=True),
+                   help="registered names or folders of images (a folder is recorded by its absolute path)")
+    p.add_argument("--scales", nargs="+", type=cli.positive_int, default=[2, 3, 4])
     p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
     p.add_argument("--self-ensemble", nargs="?", const="on", default="off", choices=["off", "on", "both"],
                    help="geometric self-ensemble (the paper's '+' models); 'both' records with and without")
-    p.add_argument("--data-root", default=None, help="folder holding the datasets (default: $SR_BENCH_DATA)")
-    p.add_argument("--out", default="results/records.jsonl", help="JSON Lines file the records are appended to")
-    p.add_argument("--table", default=None, help="Table 3 markdown to regenerate (default: table3.md beside --out)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    cli.add_common_options(p, device=True, data_root=True, results=True, progress=True, weights_dir=True)
+    p.add_argument("--records", default=None, metavar="FILE", help="records file (default: RESULTS/records.jsonl)")
+    p.add_argument("--out", default=None, help=argparse.SUPPRESS)  # deprecated spelling of --records
+    p.add_argument("--table", default=None, metavar="FILE",
+                   help="Table 3 markdown (default: table3.md beside the records)")
+    p.add_argument("--per-image", default=None, metavar="FILE.csv", help="also write one CSV row per image")
+    p.add_argument("--replace", action="store_true",
+                   help="supersede a label's records made with other weights or SR images")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    p.add_argument("--tile", type=int, default=None, help="LR tile size (default: whole image)")
+    p.add_argument("--tile", type=cli.positive_int, default=None, help="LR tile size (default: whole image)")
     p.add_argument("--memory-budget", default=None, help="size tiles to this much memory, e.g. 4GB")
-    p.add_argument("--max-images", type=int, default=None, help="only the first N images of each dataset")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
-    a = p.parse_args(argv)
+    p.add_argument("--max-images", type=cli.positive_int, default=None,
+                   help="only the first N images of each dataset (a partial record: never a Table 3 cell)")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
+    a = _parser().parse_args(argv)
+    cli.setup_logging(a.verbosity)
+    set_weights_dir(a.weights_dir)  # a process-wide setting of the command line, as $SR_BENCH_WEIGHTS_DIR
+    if a.out is not None:
+        if a.records is not None and a.records != a.out:
+            raise UsageError(f"--out {a.out} and --records {a.records} disagree; --out is the old name of "
+                             f"--records, give one")
+        log.warning("--out is deprecated; use --records FILE (or --results DIR)")
     return EvalConfig(
-        models=a.models, datasets=a.datasets, scales=a.scales, protocol=a.protocol, weights=a.weights,
-        self_ensemble=a.self_ensemble, data_root=a.data_root, out=a.out, table=a.table, device=a.device,
+        models=a.models or [], datasets=a.datasets, scales=a.scales, protocol=a.protocol, weights=a.weights,
+        self_ensemble=a.self_ensemble, data_root=a.data_root, out=a.records or a.out, table=a.table, device=a.device,
         dtype=a.dtype, tile=a.tile, memory_budget=a.memory_budget, max_images=a.max_images, progress=a.progress,
-        options=dict(a.option),
+        options=dict(a.option), results=a.results, labels=a.labels, per_image=a.per_image, replace=a.replace,
+        sr_dir=a.sr_dir, sr_pattern=a.sr_pattern, allow_partial=a.allow_partial,
     )
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     run(parse_args(argv))
     return 0

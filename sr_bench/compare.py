@@ -1,0 +1,309 @@
+"""Compare two labelled result sets image by image: is B's gain over A more than noise?
+
+    python -m sr_bench.compare bicubic "edsr-baseline (quick)" --datasets B100 --scales 2
+
+A and B are record labels (the Table 3 columns); ``NAME+`` means NAME's self-ensemble records.
+Images are paired by (dataset, scale, image). For each (dataset, scale) and for all pairs pooled:
+
+* mean dPSNR and dSSIM (always B - A) with a 95% percentile bootstrap interval of the mean
+  (10,000 paired resamples of the images, fixed seed, so a rerun prints the same interval);
+* the two-sided paired Wilcoxon signed-rank p-value (zero differences dropped, average ranks for
+  ties; exact null distribution for n <= 25 without ties, else the normal approximation with tie
+  and continuity corrections);
+* wins / ties / losses of B, where a tie is |dPSNR| < 0.005 dB: below what a 2-decimal table shows;
+* the images where B loses most.
+
+The pooled row weighs each image once, so big datasets (B100, Urban100) weigh more than Set5.
+The markdown goes to stdout and, atomically, to ``--out`` (default ``RESULTS/compare-A-vs-B.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sr_bench import cli
+from sr_bench.images import atomic_write
+from sr_bench.paths import default_results_dir
+from sr_bench.protocols import PROTOCOLS
+from sr_bench.records import Record, read_records
+
+__all__ = ["TIE_DB", "Pair", "Stats", "bootstrap_ci", "wilcoxon_signed_rank", "pair_records", "compare", "main"]
+
+log = logging.getLogger("sr_bench.compare")
+
+#: |dPSNR| below this is a tie (dB): a difference a two-decimal table cannot show
+TIE_DB = 0.005
+N_RESAMPLES = 10_000
+SEED = 0
+#: exact Wilcoxon null distribution up to this many non-zero differences (when there are no ties)
+EXACT_MAX_N = 25
+
+
+def bootstrap_ci(d: np.ndarray, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
+                 seed: int = SEED, chunk: int = 1000) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(d)``: resample the n paired differences with
+    replacement (``default_rng(seed).integers(0, n, (n_resamples, n))``, drawn in row chunks
+    to bound memory; the draws are the same as in one call)."""
+    d = np.asarray(d, dtype=np.float64)
+    n = d.size
+    if n == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        rows = min(chunk, n_resamples - start)
+        means[start:start + rows] = d[rng.integers(0, n, (rows, n))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.percentile(means, [100 * alpha, 100 * (1 - alpha)])
+    return float(lo), float(hi)
+
+
+def _average_ranks(a: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of ``a``, tied values sharing the mean of their ranks."""
+    order = np.argsort(a, kind="mergesort")
+    sorted_a = a[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_a)) + 1]
+    ends = np.r_[starts[1:], a.size]
+    ranks = np.empty(a.size)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def _exact_two_sided(w_plus: float, n: int) -> float:
+    """P-value of W+ under the exact null: all 2^n sign patterns of ranks 1..n equally likely."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for k in range(1, n + 1):  # counts of subsets of {1..k} by their sum
+        counts[k:] = counts[k:] + counts[:-k].copy()
+    pmf = counts / counts.sum()
+    w = int(round(w_plus))
+    p = 2 * min(pmf[: w + 1].sum(), pmf[w:].sum())
+    return float(min(1.0, p))
+
+
+def wilcoxon_signed_rank(d: np.ndarray) -> tuple[float, int]:
+    """Two-sided p-value of the paired Wilcoxon signed-rank test on differences ``d`` and the
+    number of non-zero differences it used; NaN when all are zero."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d[d != 0]  # Wilcoxon's zero method: zero differences carry no sign
+    n = d.size
+    if n == 0:
+        return math.nan, 0
+    ranks = _average_ranks(np.abs(d))
+    w_plus = float(ranks[d > 0].sum())
+    _, tie_counts = np.unique(np.abs(d), return_counts=True)
+    ties = bool((tie_counts > 1).any())
+    if n <= EXACT_MAX_N and not ties:
+        return _exact_two_sided(w_plus, n), n
+    mean = n * (n + 1) / 4
+    var = n * (n + 1) * (2 * n + 1) / 24 - float((tie_counts**3 - tie_counts).sum()) / 48
+    if var <= 0:
+        return math.nan, n
+    diff = w_plus - mean
+    z = (diff - 0.5 * np.sign(diff)) / math.sqrt(var)  # continuity correction towards the mean
+    return float(min(1.0, math.erfc(abs(z) / math.sqrt(2)))), n
+
+
+@dataclass(frozen=True)
+class Pair:
+    dataset: str
+    scale: int
+    image: str
+    psnr_a: float
+    psnr_b: float
+    ssim_a: float
+    ssim_b: float
+
+    @property
+    def dpsnr(self) -> float:
+        return self.psnr_b - self.psnr_a
+
+    @property
+    def dssim(self) -> float:
+        return self.ssim_b - self.ssim_a
+
+
+@dataclass(frozen=True)
+class Stats:
+    """B - A over a group of paired images."""
+
+    n: int
+    psnr_a: float
+    psnr_b: float
+    dpsnr: float
+    dpsnr_ci: tuple[float, float]
+    p_psnr: float
+    dssim: float
+    dssim_ci: tuple[float, float]
+    p_ssim: float
+    wins: int
+    ties: int
+    losses: int
+
+    @classmethod
+    def of(cls, pairs: Sequence[Pair]) -> Stats:
+        dp = np.array([p.dpsnr for p in pairs])
+        ds = np.array([p.dssim for p in pairs])
+        return cls(
+            n=len(pairs), psnr_a=float(np.mean([p.psnr_a for p in pairs])),
+            psnr_b=float(np.mean([p.psnr_b for p in pairs])),
+            dpsnr=float(dp.mean()), dpsnr_ci=bootstrap_ci(dp), p_psnr=wilcoxon_signed_rank(dp)[0],
+            dssim=float(ds.mean()), dssim_ci=bootstrap_ci(ds), p_ssim=wilcoxon_signed_rank(ds)[0],
+            wins=int((dp >= TIE_DB).sum()), ties=int((np.abs(dp) < TIE_DB).sum()), losses=int((dp <= -TIE_DB).sum()),
+        )
+
+
+def _split_label(label: str, labels: set[str]) -> tuple[str, bool | None]:
+    """(record label, self-ensemble) for a command-line label; ``X+`` is X's self-ensemble."""
+    if label in labels:
+        return label, None
+    if label.endswith("+") and label[:-1] in labels:
+        return label[:-1], True
+    shown = ", ".join(repr(x) for x in sorted(labels)) or "none"
+    raise cli.UsageError(f"no records labelled {label!r}; labels present: {shown} (NAME+ selects NAME's self-ensemble)")
+
+
+def _pick(records: Sequence[Record], label: str, protocol: str, datasets: set[str] | None,
+          scales: set[int] | None) -> dict[tuple[str, int], Record]:
+    """The newest (complete first) record of ``label`` per (dataset, scale)."""
+    name, ensemble = _split_label(label, {r.label for r in records})
+    chosen: dict[tuple[str, int], Record] = {}
+    for r in records:
+        if r.label != name or r.protocol != protocol:
+            continue
+        if r.self_ensemble != bool(ensemble):
+            continue
+        if (datasets and r.dataset not in datasets) or (scales and r.scale not in scales):
+            continue
+        k = (r.dataset, r.scale)
+        if k in chosen and (r.weights, r.data_sha256) != (chosen[k].weights, chosen[k].data_sha256):
+            # one label, two networks or two image sets: say which one is compared
+            log.warning("%s has several %s x%d records (other weights or images); comparing the newest complete one",
+                        label, r.dataset, r.scale)
+        if k not in chosen or (r.complete, r.date) >= (chosen[k].complete, chosen[k].date):
+            chosen[k] = r
+    return chosen
+
+
+def pair_records(records: Sequence[Record], a: str, b: str, *, protocol: str = "paper",
+                 datasets: Sequence[str] | None = None, scales: Sequence[int] | None = None) -> list[Pair]:
+    """The images A and B were both scored on, in (dataset, scale, A's image order)."""
+    ds, sc = set(datasets or []) or None, set(scales or []) or None
+    ra, rb = _pick(records, a, protocol, ds, sc), _pick(records, b, protocol, ds, sc)
+    common = [k for k in ra if k in rb]
+    if not common:
+        def have(x: dict) -> str:
+            return ", ".join(f"{d} x{s}" for d, s in sorted(x)) or "nothing"
+        raise cli.UsageError(
+            f"{a!r} and {b!r} share no (dataset, scale) under protocol {protocol!r}: {a!r} has {have(ra)}; "
+            f"{b!r} has {have(rb)}; evaluate both on the same datasets and scales, or change "
+            f"--datasets/--scales/--protocol"
+        )
+    pairs = []
+    for k in sorted(common):
+        by_b = {p["image"]: p for p in rb[k].per_image}
+        for pa in ra[k].per_image:
+            pb = by_b.get(pa["image"])
+            if pb is not None:
+                pairs.append(Pair(k[0], k[1], pa["image"], pa["psnr"], pb["psnr"], pa["ssim"], pb["ssim"]))
+    if not pairs:
+        raise cli.DataError(f"{a!r} and {b!r} have no image in common (different image names?)")
+    return pairs
+
+
+def _ci(ci: tuple[float, float], digits: int) -> str:
+    return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
+def _p(p: float) -> str:
+    return "n/a" if math.isnan(p) else f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def _row(name: str, scale: str, s: Stats) -> str:
+    return (f"| {name} | {scale} | {s.n} | {s.psnr_a:.3f} | {s.psnr_b:.3f} | {s.dpsnr:+.3f} | {_ci(s.dpsnr_ci, 3)} | "
+            f"{_p(s.p_psnr)} | {s.dssim:+.4f} | {_ci(s.dssim_ci, 4)} | {_p(s.p_ssim)} | {s.wins}/{s.ties}/{s.losses} |")
+
+
+def render(a: str, b: str, pairs: Sequence[Pair], protocol: str, source: str, worst: int = 5) -> str:
+    """The comparison as markdown."""
+    groups: dict[tuple[str, int], list[Pair]] = {}
+    for p in pairs:
+        groups.setdefault((p.dataset, p.scale), []).append(p)
+    lines = [
+        f"# {b} vs {a}",
+        "",
+        f"Records: `{source}`, protocol `{protocol}`. Differences are B - A ({b} minus {a}) per image; "
+        f"95% CI: percentile bootstrap of the mean ({N_RESAMPLES:,} paired resamples, seed {SEED}); "
+        f"p: two-sided paired Wilcoxon signed-rank; W/T/L: images where B wins / ties (|dPSNR| < {TIE_DB} dB) / loses.",
+        "",
+        f"| dataset | scale | images | {a} PSNR | {b} PSNR | dPSNR | 95% CI | p | dSSIM | 95% CI | p | W/T/L |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [_row(Path(d).name, f"x{s}", Stats.of(g)) for (d, s), g in groups.items()]
+    if len(groups) > 1:
+        lines.append(_row("**all**", "", Stats.of(pairs)))
+    losers = sorted((p for p in pairs if p.dpsnr <= -TIE_DB), key=lambda p: p.dpsnr)[:worst]
+    lines += ["", f"## Where {b} loses most", ""]
+    if losers:
+        lines += [f"| dataset | scale | image | {a} PSNR | {b} PSNR | dPSNR | dSSIM |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {Path(p.dataset).name} | x{p.scale} | {p.image} | {p.psnr_a:.3f} | {p.psnr_b:.3f} | "
+                  f"{p.dpsnr:+.3f} | {p.dssim:+.4f} |" for p in losers]
+    else:
+        lines.append(f"{b} loses on no image (by {TIE_DB} dB or more).")
+    return "\n".join(lines) + "\n"
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", label).strip("_") or "label"
+
+
+def compare(a: str, b: str, records_file: str | Path, *, protocol: str = "paper",
+            datasets: Sequence[str] | None = None, scales: Sequence[int] | None = None, worst: int = 5) -> str:
+    """Markdown comparing labels ``a`` and ``b`` in ``records_file``."""
+    path = Path(records_file)
+    if not path.is_file():
+        raise cli.UsageError(f"--records {path}: no such file; run python -m sr_bench.evaluate first or pass --records")
+    records = read_records(path)
+    pairs = pair_records(records, a, b, protocol=protocol, datasets=datasets, scales=scales)
+    return render(a, b, pairs, protocol, str(path), worst)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = cli.parser("python -m sr_bench.compare", __doc__.split("\n\n")[0])
+    p.add_argument("a", metavar="A", help="label of the reference result set")
+    p.add_argument("b", metavar="B", help="label of the result set compared with A (differences are B - A)")
+    p.add_argument("--datasets", nargs="+", default=None, help="only these datasets (default: all A and B share)")
+    p.add_argument("--scales", nargs="+", type=cli.positive_int, default=None, help="only these scales")
+    p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
+    p.add_argument("--records", default=None, help="records file (default: RESULTS/records.jsonl)")
+    p.add_argument("--out", default=None, help="markdown file to write (default: RESULTS/compare-A-vs-B.md)")
+    p.add_argument("--worst", type=cli.non_negative_int, default=5, help="how many of B's worst images to list")
+    cli.add_common_options(p, results=True)
+    return p
+
+
+@cli.command
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cli.setup_logging(args.verbosity)
+    results = Path(args.results) if args.results else default_results_dir()
+    records = Path(args.records) if args.records else results / "records.jsonl"
+    text = compare(args.a, args.b, records, protocol=args.protocol, datasets=args.datasets, scales=args.scales,
+                   worst=args.worst)
+    out = Path(args.out) if args.out else results / f"compare-{_slug(args.a)}-vs-{_slug(args.b)}.md"
+    atomic_write(out, lambda tmp: tmp.write_text(text))
+    print(text, end="")
+    log.info("written to %s", out.resolve())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

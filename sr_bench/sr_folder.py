@@ -1,0 +1,339 @@
+"""Score super-resolved images that something else produced (another codebase, a paper's release).
+
+``python -m sr_bench.evaluate --sr-dir DIR --label NAME --datasets Set5 B100 --scales 2 4`` calls
+:func:`score_sr_folder`. The SR files are found under the first of these layouts that holds any
+file for a (dataset, scale), and the layout used is logged and stored in the record
+(``model_options["sr_layout"]``):
+
+==============  =================================================  ==============================
+layout          path under DIR                                     made by
+==============  =================================================  ==============================
+sr_bench        ``{dataset}/x{scale}/{stem}.png``                  a plain export
+edsr-pytorch    ``results-{dataset}/{stem}_x{scale}_SR.png``       EDSR-PyTorch ``--save_results``
+basicsr         ``visualization/{dataset}/{stem}_{label}.png``     BasicSR test (scale implied)
+pattern         ``--sr-pattern`` with ``{dataset}`` ``{scale}``    anything else
+                ``{stem}`` (``{label}``)
+==============  =================================================  ==============================
+
+The extension in a layout is only the usual one: any image extension sr_bench reads is accepted,
+but two files for one image (``a.png`` and ``a.PNG``, or ``a.png`` and ``a.jpg``) are refused.
+
+Scoring is ``evaluate``'s own code (``Protocol.reference`` / ``score_reference`` on the HR from
+``open_dataset``), so a folder of sr_bench's outputs scores exactly what ``evaluate`` gives.
+Everything that can be checked from file headers (missing files, duplicates, sizes, 16-bit or gray
+outputs) is checked for every requested (dataset, scale) before any image is scored, and all the
+problems are reported in one message; nothing is returned, so nothing is written, when refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import string
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from sr_bench.cli import DataError, UsageError
+from sr_bench.data import Dataset, open_dataset
+from sr_bench.images import IMAGE_EXTENSIONS, ImageError, as_batch, decode_image
+from sr_bench.protocols import Protocol, get_protocol
+from sr_bench.records import Record, environment
+
+__all__ = ["LAYOUTS", "SrLayout", "SrSet", "find_sr_file", "find_sr_set", "score_sr_folder", "sr_fingerprint"]
+
+log = logging.getLogger("sr_bench.sr_folder")
+
+#: names a problem list shows before "and N more", so one message stays readable
+_SHOWN = 12
+
+
+@dataclass(frozen=True)
+class SrLayout:
+    """Where one codebase writes its SR images, relative to the SR folder."""
+
+    name: str
+    pattern: str
+
+    @property
+    def has_scale(self) -> bool:
+        return "{scale}" in self.pattern
+
+    def path(self, root: Path, dataset: str, scale: int, stem: str, label: str) -> Path:
+        return root / self.pattern.format(dataset=dataset, scale=scale, stem=stem, label=label)
+
+
+LAYOUTS: tuple[SrLayout, ...] = (
+    SrLayout("sr_bench", "{dataset}/x{scale}/{stem}.png"),
+    SrLayout("edsr-pytorch", "results-{dataset}/{stem}_x{scale}_SR.png"),
+    SrLayout("basicsr", "visualization/{dataset}/{stem}_{label}.png"),
+)
+
+_PLACEHOLDERS = {"dataset", "scale", "stem", "label"}
+
+
+def _pattern_layout(pattern: str) -> SrLayout:
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None}
+    except ValueError as e:
+        raise UsageError(f"--sr-pattern {pattern!r}: {e}; write placeholders as {{stem}}") from None
+    unknown = sorted(fields - _PLACEHOLDERS)
+    if unknown or "stem" not in fields:
+        raise UsageError(
+            f"--sr-pattern {pattern!r}: " + (f"unknown placeholder(s) {', '.join(unknown)}; " if unknown else "")
+            + "use {dataset}, {scale}, {stem} and {label}, with {stem} required, "
+              "e.g. 'out/{dataset}/{stem}_x{scale}.png'"
+        )
+    if Path(pattern).is_absolute():
+        raise UsageError(f"--sr-pattern {pattern!r} must be relative to --sr-dir")
+    return SrLayout("pattern", pattern)
+
+
+@dataclass
+class SrSet:
+    """The SR files found for one (dataset, scale), and what is wrong with them."""
+
+    dataset: Dataset
+    scale: int
+    layout: SrLayout | None
+    files: dict[int, Path] = field(default_factory=dict)  # image index -> SR file
+    missing: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _candidates(path: Path) -> list[Path]:
+    """The files that are ``path`` under any image extension (any case)."""
+    folder, stem = path.parent, path.name[: len(path.name) - len(path.suffix)]
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and p.name[: len(p.name) - len(p.suffix)] == stem)
+
+
+def _locate(root: Path, ds: Dataset, scale: int, layout: SrLayout, label: str) -> SrSet:
+    found = SrSet(ds, scale, layout)
+    for i, ref in enumerate(ds.images):
+        expected = layout.path(root, ds.name, scale, ref.stem, label)
+        hits = _candidates(expected)
+        if not hits:
+            found.missing.append(expected)
+        elif len(hits) > 1:
+            found.problems.append(
+                f"{' and '.join(map(str, hits))} are all the SR image of {ds.name}/{ref.stem} x{scale}; keep one"
+            )
+        else:
+            found.files[i] = hits[0]
+    return found
+
+
+def find_sr_set(root: Path, ds: Dataset, scale: int, label: str, pattern: str | None = None) -> SrSet:
+    """The SR files of ``ds`` at ``scale`` under the first layout holding any of them (only
+    ``pattern`` when given); an :class:`SrSet` with ``layout=None`` when no layout has one."""
+    layouts = (_pattern_layout(pattern),) if pattern else LAYOUTS
+    for layout in layouts:
+        found = _locate(root, ds, scale, layout, label)
+        if found.files or found.problems:
+            return found
+    tried = ", ".join(f"{lay.name} ({lay.path(root, ds.name, scale, ds.images[0].stem, label)})" for lay in layouts)
+    return SrSet(ds, scale, None, problems=[f"no SR image of {ds.name} x{scale} in {root}; looked for e.g. {tried}"])
+
+
+def find_sr_file(root: Path, dataset: str, scale: int, stem: str, label: str, pattern: str | None = None) -> Path:
+    """The one SR file of image ``stem`` of ``dataset`` at ``scale`` (first layout holding it)."""
+    layouts = (_pattern_layout(pattern),) if pattern else LAYOUTS
+    for layout in layouts:
+        hits = _candidates(layout.path(root, dataset, scale, stem, label))
+        if len(hits) > 1:
+            raise DataError(
+                f"{' and '.join(map(str, hits))} are all the SR image of {dataset}/{stem} x{scale}; keep one"
+            )
+        if hits:
+            return hits[0]
+    tried = ", ".join(str(lay.path(root, dataset, scale, stem, label)) for lay in layouts)
+    raise DataError(f"no SR image of {dataset}/{stem} x{scale} in {root}; looked for {tried}")
+
+
+def _header(path: Path) -> tuple[tuple[int, int], str, int | None]:
+    """(width, height), PIL mode and PNG bit depth, read from the header only."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    depth = head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" else None
+    try:
+        with Image.open(path) as im:
+            return im.size, im.mode, depth
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path}: cannot read it as an image ({e}); write it again as an 8-bit PNG") from None
+
+
+def _channels(mode: str) -> int | None:
+    """Channels sr_bench decodes an image of this mode to; None: not an 8-bit image."""
+    return {"L": 1, "LA": 1, "RGB": 3, "RGBA": 3, "P": 3, "PA": 3}.get(mode)
+
+
+def _check_files(found: SrSet, protocol: Protocol) -> None:
+    """Size, bit depth and channel checks from the headers of every SR file and its HR."""
+    for i, sr_path in found.files.items():
+        hr_path = found.dataset.images[i].hr_path
+        (sw, sh), smode, sdepth = _header(sr_path)
+        (hw, hh), hmode, _ = _header(hr_path)
+        s = found.scale
+        if (sdepth is not None and sdepth > 8) or _channels(smode) is None:
+            found.problems.append(
+                f"{sr_path}: {'16-bit' if sdepth == 16 else smode} image; scores are defined on 8-bit outputs: "
+                f"save the SR images as 8-bit (e.g. numpy (a / 257).round().astype('uint8'))"
+            )
+        elif (sw, sh) != (hw - hw % s, hh - hh % s):
+            found.problems.append(
+                f"{sr_path} is {sw}x{sh} but the HR {hr_path} is {hw}x{hh}, i.e. {hw - hw % s}x{hh - hh % s} "
+                f"cropped to a multiple of x{s}; is this the x{s} output of the LR image?"
+            )
+        elif _channels(smode) == 1 and _channels(hmode) == 3 and not protocol.y_first:
+            found.problems.append(
+                f"{sr_path} is gray but the HR {hr_path} is RGB; save the RGB output (the {protocol.name} protocol "
+                f"computes Y itself; only --protocol vdsr scores Y-only outputs)"
+            )
+
+
+def _listed(paths: Sequence[object]) -> str:
+    shown = ", ".join(map(str, paths[:_SHOWN]))
+    return shown + (f" and {len(paths) - _SHOWN} more" if len(paths) > _SHOWN else "")
+
+
+def _refuse(sets: Sequence[SrSet], root: Path, allow_partial: bool) -> None:
+    """One :class:`DataError` with every problem of every set, or nothing."""
+    problems: list[str] = []
+    for found in sets:
+        problems += found.problems
+        if found.layout is None:
+            continue
+        if not found.files:
+            problems.append(f"no SR image of {found.dataset.name} x{found.scale} under layout {found.layout.name}")
+        elif found.missing and not allow_partial:
+            problems.append(
+                f"{found.dataset.name} x{found.scale} ({found.layout.name} layout) lacks {len(found.missing)} of "
+                f"{len(found.dataset)} SR images: {_listed(found.missing)}"
+            )
+    if problems:
+        fix = "" if allow_partial else " (pass --allow-partial to score an incomplete set)"
+        raise DataError(f"SR folder {root}: {len(problems)} problem(s): " + "; ".join(problems) + fix)
+
+
+def sr_fingerprint(files: Sequence[Path], root: Path) -> str:
+    """sha256 over the sorted (path relative to ``root``, file sha256) of ``files``."""
+    h = hashlib.sha256()
+    rows = sorted((p.relative_to(root).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files)
+    for rel, sha in rows:
+        h.update(f"{rel}\t{sha}\n".encode())
+    return h.hexdigest()
+
+
+def _lr_sha(ds: Dataset, i: int, scale: int, hr_sha: str, protocol: Protocol) -> tuple[str, str]:
+    """The LR part of ``evaluate``'s data fingerprint (sha, origin) without decoding the LR:
+    the same images must give the same ``data_sha256`` whichever command scored them."""
+    if protocol.y_first:
+        return "y-first", "y-first"
+    path = ds.images[i].lr_path(scale)
+    if path is not None:
+        return hashlib.sha256(path.read_bytes()).hexdigest(), "file"
+    return f"generated-x{scale}-from:{hr_sha}", "generated"
+
+
+def _decode(path: Path) -> np.ndarray:
+    try:
+        return decode_image(path.read_bytes(), path)
+    except ImageError as e:
+        raise DataError(str(e)) from None
+
+
+def _score_set(found: SrSet, protocol: Protocol, root: Path, label: str, bar: tqdm) -> Record:
+    from sr_bench.evaluate import dataset_identity  # evaluate imports this module: import it late
+
+    ds, scale = found.dataset, found.scale
+    fingerprint, origins, rows = hashlib.sha256(), set(), []
+    t0 = time.perf_counter()
+    for i in sorted(found.files):
+        hr, hr_sha = ds.read_hr(i)
+        stem = ds.images[i].stem
+        lr_sha, origin = _lr_sha(ds, i, scale, hr_sha, protocol)
+        fingerprint.update(f"{stem}\t{hr_sha}\t{lr_sha}\n".encode())
+        origins.add(origin)
+        reference = protocol.reference(as_batch(hr), ds.is_benchmark)
+        score = protocol.score_reference(as_batch(_decode(found.files[i])), reference, scale)
+        rows.append({"image": stem, "psnr": score.psnr, "ssim": score.ssim})
+        bar.update(1)
+    assert found.layout is not None
+    env = environment("cpu")
+    return Record(
+        model="sr-folder", weights=None,
+        dataset=dataset_identity(ds),
+        scale=scale, self_ensemble=False, protocol=protocol.name,
+        psnr=float(np.mean([r["psnr"] for r in rows])), ssim=float(np.mean([r["ssim"] for r in rows])),
+        n_images=len(rows), per_image=rows,
+        model_options={"sr_layout": found.layout.name, "sr_pattern": found.layout.pattern},
+        data_sha256=fingerprint.hexdigest(),
+        lr_source=next(iter(origins)) if len(origins) == 1 else "mixed",
+        dtype="uint8", seconds=round(time.perf_counter() - t0, 3),
+        label=label, n_expected=len(ds), source="sr-folder", sr_dir=str(root),
+        sr_sha256=sr_fingerprint(list(found.files.values()), root),
+        sr_bench_version=env["sr_bench_version"], torch_version=env["torch_version"], host=env["host"],
+        date=env["date"],
+    )
+
+
+def score_sr_folder(
+    sr_dir: str | os.PathLike,
+    *,
+    label: str,
+    datasets: Sequence[str],
+    scales: Sequence[int],
+    protocol: str = "paper",
+    data_root: str | os.PathLike | None = None,
+    pattern: str | None = None,
+    allow_partial: bool = False,
+    progress: bool = True,
+) -> list[Record]:
+    """Score the SR images under ``sr_dir``: one record per (dataset, scale), model "sr-folder".
+
+    Raises :class:`~sr_bench.cli.DataError` listing every missing, duplicate, wrongly sized,
+    16-bit or gray file before anything is scored, and :class:`~sr_bench.cli.UsageError` for
+    arguments that cannot work.
+    """
+    root = Path(sr_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise UsageError(f"--sr-dir {sr_dir}: no such folder")
+    if not label or not label.strip():
+        raise UsageError("--label must name the method the SR images come from, e.g. --label MyNet")
+    try:
+        proto = get_protocol(protocol)
+    except KeyError as e:
+        raise UsageError(str(e)) from None
+    opened = [open_dataset(name, data_root) for name in datasets]  # fail on a bad name before reading SR files
+    sets = []
+    for ds in opened:
+        for s in scales:
+            found = find_sr_set(root, ds, s, label, pattern)
+            if found.layout is not None and not found.layout.has_scale and len(scales) > 1:
+                raise UsageError(
+                    f"{found.layout.name} layout ({found.layout.pattern}) has no scale in its paths, so one folder "
+                    f"holds one scale: score one --scales value per run, or pass --sr-pattern with {{scale}}"
+                )
+            if found.layout is not None:
+                log.info("%s x%d: %d of %d SR images in %s (%s layout: %s)", ds.name, s, len(found.files), len(ds),
+                         root, found.layout.name, found.layout.pattern)
+            _check_files(found, proto)
+            sets.append(found)
+    _refuse(sets, root, allow_partial)
+    for found in sets:
+        if found.missing:
+            log.warning("%s x%d: partial set, %d of %d images scored (--allow-partial)", found.dataset.name,
+                        found.scale, len(found.files), len(found.dataset))
+    total = sum(len(f.files) for f in sets)
+    with tqdm(total=total, desc=f"{label} ({proto.name})", file=sys.stderr, disable=not progress, unit="img") as bar:
+        return [_score_set(found, proto, root, label, bar) for found in sets]

@@ -1,0 +1,122 @@
+"""Result records: identity (label, data, image count), schema-1 compatibility, locking, bad lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sr_bench.records import Record, append_records, default_label, find_record, read_records
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "records.jsonl"
+
+
+def _rec(**changes) -> Record:
+    base = dict(model="edsr", weights="a" * 64, dataset="Set5", scale=2, self_ensemble=False, protocol="paper",
+                psnr=30.0, ssim=0.9, n_images=5, per_image=[], profile="quick", date="2026-11-28T10:00:00+00:00",
+                data_sha256="d" * 64)
+    return Record(**{**base, **changes})
+
+
+@pytest.mark.parametrize(("model", "profile", "source", "want"), [
+    ("edsr-baseline", "quick", "runs/quick-edsr-baseline-x2/final.safetensors", "edsr-baseline (quick)"),
+    ("edsr", "official", "edsr_x2", "edsr (official)"),
+    ("edsr", None, "/home/me/ckpts/my_ckpt.pt", "edsr (my_ckpt)"),
+    ("bicubic", None, None, "bicubic"),
+])
+def test_default_label(model, profile, source, want):
+    assert default_label(model, profile, source) == want
+
+
+def test_committed_schema1_records_still_load_with_derived_fields():
+    records = read_records(COMMITTED)
+    assert len(records) == 30 and {r.schema for r in records} == {1}
+    assert {r.label for r in records} == {"bicubic", "edsr-baseline (quick)"}
+    # n_expected comes from the registered image counts: Set5 5, Set14 14, B100 100, Urban100 100
+    want = {("Set5", 5), ("Set14", 14), ("B100", 100), ("Urban100", 100)}
+    assert {(r.dataset, r.n_expected) for r in records} == want
+    assert all(r.complete and r.source == "model" and r.sr_dir is None for r in records)
+
+
+def test_schema1_partial_line_is_recognised_as_partial(tmp_path):
+    line = json.loads(COMMITTED.read_text().splitlines()[0])  # bicubic Set5 x2, schema 1
+    line.update(n_images=1, per_image=line["per_image"][:1])
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    (r,) = read_records(path)
+    assert (r.n_images, r.n_expected, r.complete, r.label) == (1, 5, False, "bicubic")
+
+
+def test_a_partial_run_never_replaces_a_full_record_nor_counts_as_done(tmp_path):
+    path = tmp_path / "r.jsonl"
+    full = _rec(psnr=36.0)
+    append_records(path, [full])
+    append_records(path, [_rec(psnr=39.5, n_images=1, n_expected=5, date="2026-11-28T11:00:00+00:00")])
+    assert sorted((r.n_images, r.psnr) for r in read_records(path)) == [(1, 39.5), (5, 36.0)]
+    found = find_record(read_records(path), model="edsr", weights="a" * 64, dataset="Set5", scale=2,
+                        self_ensemble=False, protocol="paper")
+    assert found is not None and found.psnr == 36.0
+
+
+def test_find_record_is_newest_complete_and_filters_label():
+    old, new = _rec(psnr=1.0), _rec(psnr=2.0, date="2026-11-28T12:00:00+00:00")
+    other = _rec(psnr=3.0, label="mine", date="2026-11-28T13:00:00+00:00")
+    where = dict(model="edsr", weights="a" * 64, dataset="Set5", scale=2, self_ensemble=False, protocol="paper")
+    assert find_record([new, old, other], label="edsr (quick)", **where).psnr == 2.0
+    assert find_record([new, old, other], **where).psnr == 3.0
+    assert find_record([_rec(n_images=4, n_expected=5)], **where) is None
+    assert find_record([old], **{**where, "dataset": "/data/Set5"}) is None
+
+
+def test_same_key_replaces_other_data_or_label_is_kept(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_records(path, [_rec(psnr=30.0), _rec(psnr=31.0, scale=3)])
+    append_records(path, [_rec(psnr=32.0)])  # the same measurement again
+    append_records(path, [_rec(psnr=33.0, dataset="/elsewhere/Set5")])  # a user folder named Set5
+    append_records(path, [_rec(psnr=34.0, label="second ckpt", weights="b" * 64)])
+    append_records(path, [_rec(psnr=35.0, label="same weights, own column")])
+    got = sorted((r.dataset, r.scale, r.label, r.psnr) for r in read_records(path))
+    assert got == [("/elsewhere/Set5", 2, "edsr (quick)", 33.0), ("Set5", 2, "edsr (quick)", 32.0),
+                   ("Set5", 2, "same weights, own column", 35.0), ("Set5", 2, "second ckpt", 34.0),
+                   ("Set5", 3, "edsr (quick)", 31.0)]
+
+
+def test_bad_lines_are_reported_by_number_and_moved_aside(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("sr_bench"), "propagate", True)  # cli.setup_logging turns it off
+    path = tmp_path / "records.jsonl"
+    good = _rec().to_json()
+    path.write_text(f"{good}\n{{broken\n[1, 2]\n{_rec(scale=3).to_json()}\n")
+    with caplog.at_level(logging.WARNING, logger="sr_bench"):
+        assert [r.scale for r in read_records(path)] == [2, 3]
+    assert "records.jsonl:2: not a JSON record" in caplog.text and "records.jsonl:3:" in caplog.text
+    append_records(path, [_rec(scale=4)])
+    assert [r.scale for r in read_records(path)] == [2, 3, 4]
+    assert Path(f"{path}.bad").read_text() == "{broken\n[1, 2]\n"
+    path.write_text(path.read_text() + '{"model": "m"}\n')
+    append_records(path, [_rec(scale=5)])  # a second bad line is appended, not overwriting the first
+    assert Path(f"{path}.bad").read_text() == '{broken\n[1, 2]\n{"model": "m"}\n'
+    assert [r.scale for r in read_records(path)] == [2, 3, 4, 5]
+
+
+_WRITER = textwrap.dedent("""
+    import sys
+    from sr_bench.records import Record, append_records
+    path, tag = sys.argv[1], sys.argv[2]
+    for i in range(int(sys.argv[3])):  # one read-merge-replace per record: many chances to interleave
+        append_records(path, [Record(model=tag, weights=None, dataset=f"d{i}", scale=2, self_ensemble=False,
+                                     protocol="paper", psnr=float(i), ssim=0.5, n_images=5, per_image=[])])
+""")
+
+
+def test_two_processes_appending_to_one_file_lose_nothing(tmp_path):
+    path = tmp_path / "records.jsonl"
+    n = 60
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, str(n)]) for tag in ("a", "b")]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    got = sorted((r.model, r.dataset) for r in read_records(path))
+    assert got == sorted((tag, f"d{i}") for tag in ("a", "b") for i in range(n))
