@@ -1,4 +1,5 @@
-"""Sessions: `nox -s tests` (CI), `nox -s reproduce` (the main job), `nox -s bench`, `nox -s slow`.
+"""Sessions: `nox -s tests` (CI), `nox -s lint` (CI), `nox -s reproduce` (the main job), `nox -s bench`,
+`nox -s slow`, `nox -s wheel` (build the wheel and try it as a user would).
 
 torch comes from SR_BENCH_TORCH (default torch==2.13.0: on this workplace's machines that is a
 local CPU wheel; on a CUDA machine pip picks the matching CUDA build of the same release).
@@ -37,7 +38,9 @@ def slow(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """pytest-benchmark figures (resize, metrics, model forward, training step)."""
     _install(session)
-    session.run("pytest", "tests/benchmarks", "--benchmark-only", "--benchmark-columns=min,median,mean,rounds", *session.posargs)
+    session.run(
+        "pytest", "tests/benchmarks", "--benchmark-only", "--benchmark-columns=min,median,mean,rounds", *session.posargs
+    )
 
 
 @nox.session
@@ -45,3 +48,82 @@ def reproduce(session: nox.Session) -> None:
     """The main job: `nox -s reproduce -- [ARGS]` runs `python -m sr_bench.reproduce ARGS`."""
     _install(session)
     session.run("python", "-m", "sr_bench.reproduce", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy over sr_bench/, as configured in pyproject.toml ([tool.ruff], [tool.mypy]).
+    torch is installed so that mypy checks against its real types."""
+    session.install(TORCH)
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", "sr_bench", *session.posargs)
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def wheel(session: nox.Session) -> None:
+    """Build the wheel into dist/ and install it (not editable) into the session's venv, then
+    score Bicubic from an empty folder: what `pip install .` gives a user. Data: $SR_BENCH_DATA
+    when it is set (Set5), else the embedded photos."""
+    import pathlib
+    import tempfile
+
+    session.install(TORCH)
+    dist = pathlib.Path("dist").resolve()
+    session.run("pip", "wheel", "--no-deps", "-w", str(dist), ".")
+    wheels = sorted(dist.glob("sr_bench-*.whl"), key=lambda p: p.stat().st_mtime)
+    session.install("--force-reinstall", "--no-deps", str(wheels[-1]))
+    session.install(str(wheels[-1]))  # its dependencies
+    data = os.environ.get("SR_BENCH_DATA")
+    dataset = "Set5" if data and pathlib.Path(data, "Set5", "HR").is_dir() else "embedded"
+    with tempfile.TemporaryDirectory() as work:
+        session.chdir(work)
+        session.run("sr-bench-evaluate", "--version")
+        session.run("sr-bench-evaluate", "--model", "bicubic", "--datasets", dataset, "--scales", "2", "--no-progress")
+        session.log(f"results written to {work}/sr_bench_results: {sorted(os.listdir(work + '/sr_bench_results'))}")
+
+
+# Each mutated module and the fast tests (no real data, no GPU) that must kill its mutants.
+MUTATION_TARGETS = {
+    "sr_bench/resize.py": ["tests/test_resize.py"],
+    "sr_bench/metrics.py": ["tests/test_metrics.py"],
+    "sr_bench/protocols.py": ["tests/test_protocols.py"],
+    "sr_bench/records.py": ["tests/test_records.py"],
+    "sr_bench/tables/": ["tests/test_table1.py", "tests/test_table3.py"],
+}
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the scoring core against its fast tests; not part of CI.
+
+    `nox -s mutants` runs every target of MUTATION_TARGETS (hours on two cores); `nox -s mutants
+    -- sr_bench/metrics.py` one. mutmut edits the files it mutates, so each target runs in its
+    own copy of the tree under .nox/mutants/tmp, never in the checkout; surviving mutants are
+    listed by `mutmut results` at the end of each target."""
+    import shutil
+
+    _install(session)
+    session.install("mutmut==2.5.1")
+    targets = session.posargs or list(MUTATION_TARGETS)
+    root = os.path.dirname(os.path.abspath(__file__))
+    for target in targets:
+        if target not in MUTATION_TARGETS:
+            session.error(f"unknown mutation target {target!r}; choose from {', '.join(MUTATION_TARGETS)}")
+        tree = os.path.join(session.create_tmp(), "tree-" + target.strip("/").replace("/", "-"))
+        shutil.rmtree(tree, ignore_errors=True)
+        for part in ("sr_bench", "tests", "pyproject.toml"):
+            copy = shutil.copytree if os.path.isdir(os.path.join(root, part)) else shutil.copy
+            copy(os.path.join(root, part), os.path.join(tree, part))
+        runner = (
+            "python -m pytest -x -q -p no:cacheprovider --benchmark-disable -m 'not slow and not gpu' "
+            + " ".join(MUTATION_TARGETS[target])
+        )
+        with session.chdir(tree):
+            env = {"SR_BENCH_DATA": "", "CI": ""}  # the fast tests only: real-data tests skip
+            # mutmut's exit status is a bit mask: 1 a fatal error; 2, 4, 8 survivors, timeouts and
+            # slow mutants, which the results below list rather than fail on
+            outcomes = [code for code in range(16) if not code & 1]
+            session.run("mutmut", "run", "--paths-to-mutate", target, "--runner", runner, "--no-progress",
+                        env=env, success_codes=outcomes)
+            session.run("mutmut", "results", env=env)

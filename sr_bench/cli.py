@@ -12,7 +12,8 @@ options it uses with :func:`add_common_options` and wraps its ``main`` in :func:
 
 Shared options mean the same thing in every command: ``--device`` (default ``auto``: CUDA when
 available, else CPU), ``--data-root`` (default ``$SR_BENCH_DATA``), ``--results`` (a folder),
-``--no-progress``, ``-q/-v``, ``--debug``, ``--version``.
+``--no-progress``, ``-q/-v``, ``--debug``, ``--version``, ``--weights-dir`` (published checkpoints
+kept locally).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def add_common_options(
     results: bool = False,
     progress: bool = False,
     verbosity: bool = True,
+    weights_dir: bool = False,
 ) -> argparse.ArgumentParser:
     """The shared options a command uses, with one spelling, default and help text each."""
     if device:
@@ -83,6 +85,10 @@ def add_common_options(
         p.add_argument("--data-root", default=None, help="folder holding the datasets (default: $SR_BENCH_DATA)")
     if results:
         p.add_argument("--results", default=None, help=RESULTS_HELP)
+    if weights_dir:
+        p.add_argument("--weights-dir", default=None, metavar="DIR",
+                       help="folder holding published checkpoints under their official file names "
+                            "(default: $SR_BENCH_WEIGHTS_DIR; the authors' server is offline)")
     if progress:
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     if verbosity:

@@ -48,12 +48,15 @@ def count_flops(model: nn.Module, scale: int, height: int, width: int, channels:
     return total
 
 
-def flops_per_lr_pixel(model: nn.Module | str, scale: int, *, channels: int | None = None, probe: int = 16, **options: object) -> float:
+def flops_per_lr_pixel(
+    model: nn.Module | str, scale: int, *, channels: int | None = None, probe: int = 16, **options: object
+) -> float:
     """FLOPs per LR pixel. ``model`` is a module or a registry name (then built on the meta
     device with ``options``)."""
     if isinstance(model, str):
         spec = models.get_spec(model)
-        channels = channels or int(options.get("in_channels", spec.in_channels))  # type: ignore[arg-type]
+        wanted = options.get("in_channels", spec.in_channels)
+        channels = channels or (wanted if isinstance(wanted, int) else 3)
         with torch.device("meta"):
             model = models.create(model, scale=scale, **options)
     channels = channels or getattr(model, "in_channels", None) or 3

@@ -17,7 +17,10 @@ T = TypeVar("T")
 
 
 class UnknownNameError(KeyError):
-    """A name that is not registered; the message lists close matches and every registered name."""
+    """A name that is not registered; the message lists close matches and every registered name.
+    A usage error for ``sr_bench.cli``: one line, exit status 2."""
+
+    exit_code = 2
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
@@ -36,6 +39,12 @@ class Registry(Generic[T]):
         if name in self._items:
             raise ValueError(f"{self.kind} {name!r} is already registered{f' by {owner}' if owner else ''}")
         self._items[name] = value
+        return value
+
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (tests register throwaway entries); unknown names raise as in :meth:`get`."""
+        value = self.get(name)
+        del self._items[name]
         return value
 
     def get(self, name: str) -> T:

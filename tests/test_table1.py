@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
@@ -10,7 +9,6 @@ from sr_bench import models
 from sr_bench.flops import count_flops, flops_per_lr_megapixel, flops_per_lr_pixel
 from sr_bench.tables import table1
 from sr_bench.tables.table1 import Measured, render_table1, write_table1
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,7 +69,8 @@ def test_real_model_counts_like_meta_and_linearly():
 
 
 def test_write_table1(tmp_path):
-    out = write_table1(tmp_path / "t1.md", "cpu", size=16, repeats=1, names=["edsr-baseline", "mdsr-baseline", "bicubic"])
+    names = ["edsr-baseline", "mdsr-baseline", "bicubic"]
+    out = write_table1(tmp_path / "t1.md", "cpu", size=16, repeats=1, names=names)
     text = out.read_text()
     assert "CPU" in text and "threads" in text  # the machine is named
     for expected in ("1,369,883", "1,554,523", "1,517,595", "3,227,227", "Baseline (single-scale)", "`bicubic`"):
@@ -85,7 +84,7 @@ def test_write_table1(tmp_path):
 
 
 def test_render_flags_disagreement():
-    paper = pd.read_csv(table1.BASELINES)
+    paper = table1.paper_table1()
     wrong = Measured("edsr", 16, 256, {2: 40_000_000}, None, False, "l1", {2: 1.0}, 1.0, 2)
     text = render_table1([wrong], paper, "test machine")
     assert "16 ✗ (paper: 32)" in text and "– ✗ (paper: 0.1)" in text and "256 ✓" in text

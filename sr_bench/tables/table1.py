@@ -5,13 +5,15 @@ Every row the paper has (residual blocks, filters, parameters, residual scaling,
 ``baselines/table1.csv``; two rows the paper lacks are added: FLOPs per LR megapixel and the
 measured inference time per LR megapixel on the machine that ran it (named in the header).
 
-    python -m sr_bench.tables.table1 --out results/table1.md [--device cpu] [--size 64]
+    python -m sr_bench.tables.table1 [--out FILE.md] [--device cpu] [--size 64]
+
+``--out`` defaults to ``table1.md`` in ``sr_bench.paths.default_results_dir()``.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
+import io
 import os
 import platform
 import time
@@ -22,15 +24,23 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sr_bench import models
+from sr_bench import baselines as _baselines
+from sr_bench import cli, models
 from sr_bench.flops import flops_per_lr_megapixel
 from sr_bench.images import atomic_write
 from sr_bench.inference import prepare_model
 from sr_bench.models.common import ResBlock
+from sr_bench.paths import default_results_dir
 
 __all__ = ["Measured", "measure", "conv_ceiling", "time_per_lr_megapixel", "write_table1", "render_table1", "main"]
 
-BASELINES = Path(__file__).resolve().parents[2] / "baselines" / "table1.csv"
+
+
+def paper_table1(path: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The paper's Table 1 (``baselines/table1.csv``, shipped with the package), or ``path``."""
+    if path is not None:
+        return pd.read_csv(path)
+    return pd.read_csv(io.StringIO(_baselines.read_text("table1.csv")))
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,9 @@ def conv_ceiling(device: torch.device, *, size: int = 128, repeats: int = 5) -> 
     return 2 * 64 * 64 * 9 * size * size / min(times) / 1e9
 
 
-def measure(name: str, device: str | torch.device = "cpu", *, size: int = 64, repeats: int = 3, time_scale: int = 2) -> Measured:
+def measure(
+    name: str, device: str | torch.device = "cpu", *, size: int = 64, repeats: int = 3, time_scale: int = 2
+) -> Measured:
     """Build ``name`` at each of its scales and measure it (timing on ``device`` at ``time_scale``)."""
     spec = models.get_spec(name)
     device = torch.device(device)
@@ -130,7 +142,7 @@ def measure(name: str, device: str | torch.device = "cpu", *, size: int = 64, re
     assert structure is not None
     gflops = {s: flops_per_lr_megapixel(name, s) / 1e9 for s in spec.scales}
     m = prepare_model(models.create(name, scale=None if spec.multi_scale else time_scale), device)
-    ms = time_per_lr_megapixel(m, time_scale, device, size=size, repeats=repeats, channels=spec.in_channels)
+    ms = time_per_lr_megapixel(m, time_scale, device, size=size, repeats=repeats, channels=spec.in_channels or 3)
     blocks, filters, res_scale, bn = structure
     return Measured(name, blocks, filters, params, res_scale, bn, spec.loss, gflops, ms, time_scale)
 
@@ -182,8 +194,9 @@ def render_table1(rows: list[Measured], paper: pd.DataFrame, device_text: str) -
 
     def col(label: str, measured: Measured, p: pd.Series | None) -> list[str]:
         pv = (lambda k: p[k]) if p is not None else (lambda k: None)
-        blocks_ok = pv("residual_blocks") is None or int(pv("residual_blocks")) == measured.blocks
-        filters_ok = pv("filters") is None or int(pv("filters")) == measured.filters
+        blocks_paper, filters_paper = pv("residual_blocks"), pv("filters")
+        blocks_ok = blocks_paper is None or int(blocks_paper) == measured.blocks
+        filters_ok = filters_paper is None or int(filters_paper) == measured.filters
         rs_paper = pv("residual_scaling")
         rs_paper = None if rs_paper is None or pd.isna(rs_paper) else float(rs_paper)
         bn_paper = None if p is None else str(pv("batch_norm")).lower() == "true"
@@ -213,7 +226,10 @@ def render_table1(rows: list[Measured], paper: pd.DataFrame, device_text: str) -
             params,
             cell(rs, rs_paper if rs_paper is not None else "–", rs_paper == measured.res_scale),
             cell("Yes" if measured.batch_norm else "No", "Yes" if bn_paper else "No", bn_paper == measured.batch_norm),
-            cell(measured.loss.upper() if measured.params_total else "–", str(loss_paper).upper(), loss_paper == measured.loss),
+            cell(
+                measured.loss.upper() if measured.params_total else "–", str(loss_paper).upper(),
+                loss_paper == measured.loss,
+            ),
             " / ".join(_fmt_gflops(measured.gflops_per_mp[s]) for s in sorted(measured.gflops_per_mp)),
             "–" if measured.ms_per_mp is None else f"{measured.ms_per_mp / 1e3:,.2f} s",
             _achieved(measured),
@@ -275,11 +291,12 @@ def write_table1(
     size: int = 64,
     repeats: int = 3,
     names: list[str] | None = None,
-    baselines: str | os.PathLike = BASELINES,
+    baselines: str | os.PathLike | None = None,
 ) -> Path:
-    """Measure every registered model (or ``names``) and write the markdown table atomically."""
+    """Measure every registered model (or ``names``) and write the markdown table atomically;
+    ``baselines`` replaces the paper's table1.csv."""
     device = torch.device(device)
-    paper = pd.read_csv(baselines)
+    paper = paper_table1(baselines)
     order = [m for m in paper["model"] if m in models.names()] + [
         n for n in models.names() if n not in set(paper["model"])
     ]
@@ -291,15 +308,18 @@ def write_table1(
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text + "\n", encoding="utf-8"))
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sr_bench.tables.table1", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("results/table1.md"), help="markdown file to write")
+    parser = cli.parser("python -m sr_bench.tables.table1", (__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=None, help="markdown file to write (default: table1.md in the "
+                        "results folder: results/ of the sr_bench clone when run inside one, else ./sr_bench_results)")
     parser.add_argument("--device", default="cpu", help="device for the timing row (cpu, cuda, cuda:1)")
     parser.add_argument("--size", type=int, default=64, help="LR input side for the timing (default 64)")
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards per model (the fastest counts)")
     parser.add_argument("--models", nargs="*", default=None, help="registry names (default: all)")
     args = parser.parse_args(argv)
-    out = write_table1(args.out, args.device, size=args.size, repeats=args.repeats, names=args.models)
+    out = args.out or default_results_dir() / "table1.md"
+    out = write_table1(out, args.device, size=args.size, repeats=args.repeats, names=args.models)
     print(f"wrote {out}")
     return 0
 
