@@ -39,16 +39,19 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _restore_sr_bench_logger():
     """A command's ``main`` calls ``cli.setup_logging``, which stops the "sr_bench" logger from
-    propagating for the rest of the process; undo it after each test so that later tests can
-    still capture log lines with ``caplog``."""
+    propagating for the rest of the process (module-scoped fixtures call it too); put the logger
+    back to its untouched state before and after each test so that ``caplog`` sees its lines."""
     import logging
 
-    logger = logging.getLogger("sr_bench")
-    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
+    def pristine() -> None:
+        logger = logging.getLogger("sr_bench")
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+        logger.handlers[:] = []
+
+    pristine()
     yield
-    logger.setLevel(level)
-    logger.propagate = propagate
-    logger.handlers[:] = handlers
+    pristine()
 
 
 def pytest_collection_modifyitems(config, items):

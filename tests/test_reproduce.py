@@ -30,7 +30,7 @@ def test_reproduce_smoke_on_the_embedded_photos_then_resumes_without_work(tmp_pa
     table = (results / "table3.md").read_text()
     assert "EDSR-baseline (smoke)" in table and "EDSR-baseline+ (smoke)" in table
     assert "the smoke profile trains edsr-baseline x2 only" in table  # cells say why they were not run
-    assert "Not run on Set5, Set14, B100, Urban100, DIV2K: dataset absent" in table
+    assert "Not run on Set5, Set14, B100, Urban100, Manga109, DIV2K: dataset absent" in table
     assert "scikit-image photos" in table
 
     # A second run finds every record: nothing is evaluated again, and the table is the same.
