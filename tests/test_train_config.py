@@ -133,3 +133,15 @@ def test_command_line_maps_to_config_fields(tmp_path):
     assert cfg.out == str(tmp_path)
     with pytest.raises(SystemExit):
         config_from_args(build_parser().parse_args(["--out", str(tmp_path)]))
+
+
+def test_a_config_json_from_before_compile_modes_still_loads(tmp_path):
+    """runtime.compile was true/false before it took a torch.compile mode; old run folders'
+    config.json (and --config files) must still load, mapped to the mode they meant."""
+    cfg = make_config("smoke", "edsr-baseline", 2)
+    for old, mode in ((False, "none"), (True, "default")):
+        plain = json.loads(cfg.to_json())
+        plain["runtime"]["compile"] = old
+        path = tmp_path / f"config-{old}.json"
+        path.write_text(json.dumps(plain))
+        assert TrainConfig.load(path).runtime.compile == mode

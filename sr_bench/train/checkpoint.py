@@ -68,13 +68,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def checkpoint_config(state: dict[str, Any]) -> TrainConfig:
-    """The config saved in a checkpoint (older ones stored ``runtime.compile`` as true/false)."""
-    plain = dict(state["config"])
-    runtime = dict(plain.get("runtime", {}))
-    if isinstance(runtime.get("compile"), bool):
-        runtime["compile"] = "default" if runtime["compile"] else "none"
-    plain["runtime"] = runtime
-    return TrainConfig.from_dict(plain)
+    """The config saved in a checkpoint."""
+    return TrainConfig.from_dict(dict(state["config"]))
 
 
 def rng_state(loader_gen: torch.Generator) -> dict[str, Any]:

@@ -164,6 +164,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """A config from its plain form; configs and checkpoints written before ``runtime.compile``
+        took a mode stored it as true/false, and still load."""
+        runtime = dict(d.get("runtime", {}))
+        if isinstance(runtime.get("compile"), bool):
+            runtime["compile"] = "default" if runtime["compile"] else "none"
+            d = {**d, "runtime": runtime}
         return _from_plain(cls, d)
 
     def to_json(self) -> str:
