@@ -186,79 +186,84 @@ def _mark(ok: bool) -> str:
     return "✓" if ok else "✗"
 
 
+LABELS = (
+    "Options",
+    "sr_bench model",
+    "# Residual blocks",
+    "# Filters",
+    "# Parameters (paper)",
+    "# Parameters (measured)",
+    "Residual scaling",
+    "Use BN",
+    "Loss function",
+    "GFLOPs per LR megapixel (x2 / x3 / x4)",
+    "Inference time per LR megapixel (x2, float32)",
+    "Achieved GFLOP/s (x2)",
+    "Paper value confidence",
+)
+
+
+def _column(label: str, measured: Measured, p: pd.Series | None) -> list[str]:
+    """One model's column: measured values, each marked against the paper's row ``p`` (if any)."""
+    pv = (lambda k: p[k]) if p is not None else (lambda k: None)
+    blocks_paper, filters_paper = pv("residual_blocks"), pv("filters")
+    blocks_ok = blocks_paper is None or int(blocks_paper) == measured.blocks
+    filters_ok = filters_paper is None or int(filters_paper) == measured.filters
+    rs_paper = pv("residual_scaling")
+    rs_paper = None if rs_paper is None or pd.isna(rs_paper) else float(rs_paper)
+    bn_paper = None if p is None else str(pv("batch_norm")).lower() == "true"
+    loss_paper = pv("loss")
+    params = "<br>".join(
+        (f"x{s} " if s else "") + f"{n:,}" for s, n in sorted(measured.params.items())
+    )
+    if p is not None:
+        target = _paper_params(str(pv("parameters")))
+        ok = all(abs(n - target) / target <= 0.10 for n in measured.params.values())
+        params_paper = f"{pv('parameters')} {_mark(ok)}"
+    else:
+        params_paper = "–"
+
+    def cell(value: str, paper_value: object, ok: bool) -> str:
+        if p is None:
+            return value
+        return f"{value} {_mark(ok)}" if ok else f"{value} ✗ (paper: {paper_value})"
+
+    rs = "–" if measured.res_scale is None else f"{measured.res_scale:g}"
+    return [
+        label,
+        f"`{measured.name}`",
+        cell(_dash(measured.blocks), pv("residual_blocks"), blocks_ok),
+        cell(_dash(measured.filters), pv("filters"), filters_ok),
+        params_paper,
+        params,
+        cell(rs, rs_paper if rs_paper is not None else "–", rs_paper == measured.res_scale),
+        cell("Yes" if measured.batch_norm else "No", "Yes" if bn_paper else "No", bn_paper == measured.batch_norm),
+        cell(
+            measured.loss.upper() if measured.params_total else "–", str(loss_paper).upper(),
+            loss_paper == measured.loss,
+        ),
+        " / ".join(_fmt_gflops(measured.gflops_per_mp[s]) for s in sorted(measured.gflops_per_mp)),
+        "–" if measured.ms_per_mp is None else f"{measured.ms_per_mp / 1e3:,.2f} s",
+        _achieved(measured),
+        str(pv("confidence")) if p is not None else "(not in the paper's Table 1)",
+    ]
+
+
+def _markdown_rows(cols: list[list[str]]) -> list[str]:
+    """Columns as a markdown table: one row per label, one column per model."""
+    out = ["| " + " | ".join([LABELS[0]] + [c[0] for c in cols]) + " |", "|---" * (len(cols) + 1) + "|"]
+    for i in range(1, len(LABELS)):
+        out.append("| " + " | ".join([LABELS[i]] + [c[i] for c in cols]) + " |")
+    return out
+
+
 def render_table1(rows: list[Measured], paper: pd.DataFrame, device_text: str) -> str:
     """Markdown for the measured ``rows`` beside the paper's values (``paper`` = table1.csv)."""
     by_model = {r.name: r for r in rows}
     paper_rows = [p for _, p in paper.iterrows() if p["model"] in by_model]
     extra = [r for r in rows if r.name not in set(paper["model"])]
-
-    def col(label: str, measured: Measured, p: pd.Series | None) -> list[str]:
-        pv = (lambda k: p[k]) if p is not None else (lambda k: None)
-        blocks_paper, filters_paper = pv("residual_blocks"), pv("filters")
-        blocks_ok = blocks_paper is None or int(blocks_paper) == measured.blocks
-        filters_ok = filters_paper is None or int(filters_paper) == measured.filters
-        rs_paper = pv("residual_scaling")
-        rs_paper = None if rs_paper is None or pd.isna(rs_paper) else float(rs_paper)
-        bn_paper = None if p is None else str(pv("batch_norm")).lower() == "true"
-        loss_paper = pv("loss")
-        params = "<br>".join(
-            (f"x{s} " if s else "") + f"{n:,}" for s, n in sorted(measured.params.items())
-        )
-        if p is not None:
-            target = _paper_params(str(pv("parameters")))
-            ok = all(abs(n - target) / target <= 0.10 for n in measured.params.values())
-            params_paper = f"{pv('parameters')} {_mark(ok)}"
-        else:
-            params_paper = "–"
-
-        def cell(value: str, paper_value: object, ok: bool) -> str:
-            if p is None:
-                return value
-            return f"{value} {_mark(ok)}" if ok else f"{value} ✗ (paper: {paper_value})"
-
-        rs = "–" if measured.res_scale is None else f"{measured.res_scale:g}"
-        return [
-            label,
-            f"`{measured.name}`",
-            cell(_dash(measured.blocks), pv("residual_blocks"), blocks_ok),
-            cell(_dash(measured.filters), pv("filters"), filters_ok),
-            params_paper,
-            params,
-            cell(rs, rs_paper if rs_paper is not None else "–", rs_paper == measured.res_scale),
-            cell("Yes" if measured.batch_norm else "No", "Yes" if bn_paper else "No", bn_paper == measured.batch_norm),
-            cell(
-                measured.loss.upper() if measured.params_total else "–", str(loss_paper).upper(),
-                loss_paper == measured.loss,
-            ),
-            " / ".join(_fmt_gflops(measured.gflops_per_mp[s]) for s in sorted(measured.gflops_per_mp)),
-            "–" if measured.ms_per_mp is None else f"{measured.ms_per_mp / 1e3:,.2f} s",
-            _achieved(measured),
-            str(pv("confidence")) if p is not None else "(not in the paper's Table 1)",
-        ]
-
-    labels = [
-        "Options",
-        "sr_bench model",
-        "# Residual blocks",
-        "# Filters",
-        "# Parameters (paper)",
-        "# Parameters (measured)",
-        "Residual scaling",
-        "Use BN",
-        "Loss function",
-        "GFLOPs per LR megapixel (x2 / x3 / x4)",
-        "Inference time per LR megapixel (x2, float32)",
-        "Achieved GFLOP/s (x2)",
-        "Paper value confidence",
-    ]
-    columns = [col(str(p["column"]), by_model[p["model"]], p) for _, p in pd.DataFrame(paper_rows).iterrows()]
-    columns += [col(r.name, r, None) for r in extra]
-
-    def table(cols: list[list[str]]) -> list[str]:
-        out = ["| " + " | ".join([labels[0]] + [c[0] for c in cols]) + " |", "|---" * (len(cols) + 1) + "|"]
-        for i in range(1, len(labels)):
-            out.append("| " + " | ".join([labels[i]] + [c[i] for c in cols]) + " |")
-        return out
+    columns = [_column(str(p["column"]), by_model[p["model"]], p) for _, p in pd.DataFrame(paper_rows).iterrows()]
+    columns += [_column(r.name, r, None) for r in extra]
 
     n_paper = len(paper_rows)
     lines = [
@@ -276,11 +281,11 @@ def render_table1(rows: list[Measured], paper: pd.DataFrame, device_text: str) -
         "a few float32 forwards on a random LR input, as prepared by `sr_bench.inference.prepare_model`, "
         "scaled to one LR megapixel.",
         "",
-        *table(columns[:n_paper]),
+        *_markdown_rows(columns[:n_paper]),
         "",
     ]
     if extra:
-        lines += ["## Other registered models (not in the paper's Table 1)", "", *table(columns[n_paper:]), ""]
+        lines += ["## Other registered models (not in the paper's Table 1)", "", *_markdown_rows(columns[n_paper:]), ""]
     return "\n".join(lines)
 
 
