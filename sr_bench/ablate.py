@@ -32,7 +32,7 @@ from sr_bench.lookup import Registry
 from sr_bench.paths import default_results_dir
 from sr_bench.records import append_records, environment, find_record, git_commit, read_records
 from sr_bench.reproduce import available_datasets
-from sr_bench.train.config import PROFILES, run_name
+from sr_bench.train.config import PROFILES, check_fields, run_name
 from sr_bench.train.memory import training_memory
 
 __all__ = ["Ablation", "Variant", "ABLATIONS", "AblateConfig", "register_ablation", "stability", "run", "main"]
@@ -460,13 +460,24 @@ def _write_markdown(path: Path, summaries: dict) -> Path:
 # ---- command line --------------------------------------------------------------------------------
 
 
+def _positive_float(text: str) -> float:
+    """argparse ``type=`` for a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sr_bench.models.registry import parse_option
 
     p = cli.parser("python -m sr_bench.ablate", __doc__.split("\n\n")[0])
     cli.add_common_options(p, device=True, data_root=True, results=True)
     p.add_argument("--no-bn", action="store_true", help="batch norm in the residual blocks vs none (Sec. 3.1)")
-    p.add_argument("--res-scale", nargs="?", const=0.1, type=float, default=None, metavar="F",
+    p.add_argument("--res-scale", nargs="?", const=0.1, type=_positive_float, default=None, metavar="F",
                    help="residual scaling F (default 0.1) vs none, on a wide model")
     p.add_argument("--warm-start", action="store_true", help="x4 from the trained x2 model vs random init (Figure 4)")
     p.add_argument("--loss", choices=["l2"], default=None, help="L1 (paper) vs this loss")
@@ -491,6 +502,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AblateConfig:
     chosen = [n for n in ABLATIONS if flags.get(n, getattr(a, f"ablation_{n}", False)) or a.all]
     if not chosen:
         p.error("choose an ablation: " + ", ".join(f"--{n}" for n in ABLATIONS) + " (or --all)")
+    check_fields(k for k, _ in a.set)  # an unknown --set field fails now, not after the first run
     return AblateConfig(chosen, res_scale=a.res_scale or 0.1, loss=a.loss or "l2", profile=a.profile,
                         results=str(a.results or default_results_dir()), runs=a.runs, data_root=a.data_root,
                         device=a.device, seed=a.seed, overrides=dict(a.set), verbosity=a.verbosity)

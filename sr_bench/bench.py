@@ -40,6 +40,7 @@ from sr_bench import cli
 from sr_bench.images import atomic_write
 from sr_bench.inference import resolve_device
 from sr_bench.models.registry import parse_option
+from sr_bench.weights import check_weights_path
 
 __all__ = ["BenchResult", "StepTiming", "time_updates", "time_forward", "peak_flops", "train_flops_per_update",
            "measure", "main"]
@@ -250,6 +251,8 @@ def measure(model: str, scale: int, *, device: str = "auto", profile: str = "pap
     from sr_bench.train import make_config
 
     dev = resolve_device(device)
+    if eval_images and eval_weights not in ("random", "official", "none"):
+        check_weights_path(eval_weights)  # a missing file fails now, not after the timing runs
     cfg = make_config(profile, model, scale, **(changes or {}))
     step = time_updates(cfg, dev, updates=step_updates, warmup=3)
     e2e = _end_to_end(cfg, dev, updates, data_root)

@@ -35,7 +35,7 @@ from sr_bench import baselines, cli
 from sr_bench.cli import DataError, UsageError, command
 from sr_bench.data import DATASETS, Dataset, benchmark_names, open_dataset
 from sr_bench.images import as_batch, atomic_write, quantize
-from sr_bench.inference import parse_dtype, prepare_model, resolve_device, super_resolve_modes
+from sr_bench.inference import memory_size_arg, parse_dtype, prepare_model, resolve_device, super_resolve_modes
 from sr_bench.models import create, get_spec, names, parse_option
 from sr_bench.paths import default_results_dir
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
@@ -575,7 +575,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="supersede a label's records made with other weights or SR images")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--tile", type=cli.positive_int, default=None, help="LR tile size (default: whole image)")
-    p.add_argument("--memory-budget", default=None, help="size tiles to this much memory, e.g. 4GB")
+    p.add_argument("--memory-budget", type=memory_size_arg, default=None,
+                   help="size tiles to this much memory, e.g. 4GB")
     p.add_argument("--max-images", type=cli.positive_int, default=None,
                    help="only the first N images of each dataset (a partial record: never a Table 3 cell)")
     return p

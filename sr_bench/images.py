@@ -185,6 +185,16 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+class OutputIsFolderError(IsADirectoryError):
+    """An output path that cannot be a file (it is a folder, or its parent is a file): a usage
+    error for ``sr_bench.cli`` (one line, exit 2; this module does not import cli)."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` and rename the result onto ``path``: readers never see a partial file.
 
@@ -192,6 +202,10 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     next write of the same target can delete what a killed writer left (see
     :func:`remove_stale_temps`): a training checkpoint with Adam state is hundreds of MB."""
     path = Path(path)
+    if path.is_dir():
+        raise OutputIsFolderError(f"{path}: is a folder; pass the path of a file to write (inside it, or a new name)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputIsFolderError(f"{path.parent}: is a file, not a folder; {path} cannot be written there")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_host_tag()}.{os.getpid()}.", suffix=".tmp", dir=path.parent)

@@ -20,6 +20,7 @@ The one entry point evaluation calls is :func:`super_resolve`. Guarantees:
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import logging
 import math
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "DeviceError",
     "TRANSFORMS",
     "MIN_TILE",
     "transform",
@@ -42,6 +44,7 @@ __all__ = [
     "prepare_model",
     "parse_dtype",
     "parse_bytes",
+    "memory_size_arg",
     "resolve_device",
     "bytes_per_lr_pixel",
     "tile_for_budget",
@@ -76,10 +79,28 @@ _DTYPES = {
 }
 
 
+class DeviceError(ValueError):
+    """A ``--device`` torch cannot use (a usage error for ``sr_bench.cli.command``)."""
+
+    exit_code = 2
+
+
 def resolve_device(spec: str | None) -> str:
-    """``auto`` (or None) -> ``cuda`` when a CUDA device is usable, else ``cpu``; other specs as given."""
+    """``auto`` (or None) -> ``cuda`` when a CUDA device is usable, else ``cpu``; other specs as given.
+
+    Raises :class:`DeviceError` for a string torch does not read as a device, and for a CUDA device
+    when this torch has none.
+    """
     if spec in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(spec).type
+    except (RuntimeError, TypeError, ValueError):
+        raise DeviceError(
+            f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N (or mps on Apple)"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise DeviceError(f"--device {spec}: this torch has no usable CUDA device; use --device cpu")
     return spec
 
 
@@ -104,6 +125,18 @@ def parse_bytes(size: int | str) -> int:
         raise ValueError(f"cannot read a memory size from {size!r}; write e.g. 4GB or 512MiB")
     base = 1024 if m.group(3) else 1000
     return int(float(m.group(1)) * base ** " kmgt".index(m.group(2) or " "))
+
+
+def memory_size_arg(text: str) -> str:
+    """argparse ``type=`` for ``--memory-budget``: checks that :func:`parse_bytes` reads it, keeps the text."""
+    try:
+        if parse_bytes(text) <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"cannot read a memory size from {text!r}; write e.g. 4GB or 512MiB"
+        ) from None
+    return text
 
 
 def model_device(model: nn.Module, default: torch.device | None = None) -> torch.device:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["checkout_root", "default_results_dir", "RESULTS_HELP"]
+__all__ = ["checkout_root", "check_folder_option", "default_results_dir", "RESULTS_HELP"]
 
 RESULTS_HELP = ("results folder (default: results/ of the sr_bench clone when run inside one, "
                 "else ./sr_bench_results)")
@@ -31,3 +31,17 @@ def default_results_dir(cwd: Path | None = None) -> Path:
     if root is not None and (cwd == root or root in cwd.parents):
         return root / "results"
     return cwd / "sr_bench_results"
+
+
+def check_folder_option(option: str, path: str | Path | None, *, must_exist: bool = False) -> None:
+    """Raise ``cli.UsageError`` when ``path``, given as ``option``, is a file (a folder is needed),
+    or, with ``must_exist``, when it does not exist. None (the option not given) passes."""
+    if path is None:
+        return
+    from sr_bench.cli import UsageError  # cli imports this module
+
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{option} {path}: is a file, not a folder; pass a folder (or a new name)")
+    if must_exist and not p.exists():
+        raise UsageError(f"{option} {path}: no such folder; pass an existing folder (or leave {option} out)")

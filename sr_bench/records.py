@@ -308,7 +308,15 @@ def read_records(path: str | os.PathLike) -> list[Record]:
     path = Path(path)
     if not path.exists():
         return []
-    records, bad = _parse(path)
+    try:
+        records, bad = _parse(path)
+    except (UnicodeDecodeError, IsADirectoryError) as e:
+        from sr_bench.cli import DataError
+
+        why = ("is a folder" if isinstance(e, IsADirectoryError)
+               else f"is not a text file ({e.reason} at byte {e.start})")
+        raise DataError(f"{path}: {why}, not a records file (JSON Lines, as `python -m sr_bench.evaluate` "
+                        f"writes); pass --records FILE with one") from None
     for b in bad:
         log.warning("%s; skipped (the next write moves it to %s.bad)", b.reason, path.name)
     return records

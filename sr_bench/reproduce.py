@@ -31,10 +31,10 @@ from sr_bench.evaluate import Candidate, evaluate, load_candidates
 from sr_bench.images import atomic_write
 from sr_bench.inference import resolve_device
 from sr_bench.models.registry import parse_option
-from sr_bench.paths import default_results_dir
+from sr_bench.paths import check_folder_option, default_results_dir
 from sr_bench.records import append_records, environment, find_record, git_commit, read_records
 from sr_bench.tables.table3 import Column, Skip, write_table3
-from sr_bench.train.config import GPU_BRIEF, PROFILES, run_name
+from sr_bench.train.config import GPU_BRIEF, PROFILES, check_fields, run_name
 from sr_bench.weights import set_weights_dir, weights_for
 
 __all__ = ["ReproduceConfig", "Job", "GPU_PARTS", "plan", "estimate", "run", "main"]
@@ -472,6 +472,9 @@ def _config(a: Any) -> ReproduceConfig:
     unknown = [m for m in a.models or () if m not in model_names()]
     if unknown:
         raise cli.UsageError(f"--models: unknown model(s) {', '.join(unknown)}; registered: {', '.join(model_names())}")
+    check_folder_option("--data-root", a.data_root, must_exist=True)  # the embedded photos only when none is given
+    check_folder_option("--results", a.results)
+    check_fields(k for k, _ in a.set)
     return ReproduceConfig(profile=a.profile, pretrained=a.pretrained, results=str(a.results or default_results_dir()),
                            runs=a.runs, data_root=a.data_root, device=a.device,
                            models=tuple(a.models) if a.models else None, table1=a.table1, overrides=dict(a.set),

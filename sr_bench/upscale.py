@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from sr_bench import cli, models
+from sr_bench.data.dataset import broken_link
 from sr_bench.images import IMAGE_EXTENSIONS, ImageError, read_image, to_image, to_tensor, write_image
 from sr_bench.inference import model_device, parse_dtype, prepare_model, resolve_device, super_resolve
 from sr_bench.weights import WeightsError, get_weights, load_weights, published_weights, set_weights_dir, weights_names
@@ -60,7 +61,14 @@ def collect_images(paths: list[Path]) -> list[Path]:
     """Files as given, plus the images directly inside given folders (sorted)."""
     out: list[Path] = []
     for p in paths:
+        why = broken_link(p)
+        if why is not None:
+            raise cli.DataError(f"{p}: {why}; point the link at a real image or folder, or remove it")
         if p.is_dir():
+            for f in sorted(p.iterdir()):
+                why = broken_link(f) if f.suffix.lower() in IMAGE_EXTENSIONS else None
+                if why is not None:  # refused by name, as evaluate does, never silently skipped
+                    raise cli.DataError(f"{f}: {why}; point the link at a real image, or remove it")
             found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
                 raise UsageError(f"{p}: no images inside (looked for {', '.join(IMAGE_EXTENSIONS)})")
@@ -162,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbosity)
     set_weights_dir(args.weights_dir)
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out}: is a file, not a folder; pass a folder for the PNGs (or a new name)")
     name, scale, weights = resolve_model(args.model, args.weights, args.scale)
     if scale < 2:
         raise UsageError(f"--scale {scale}: upscaling needs a factor of 2 or more")

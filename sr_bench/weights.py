@@ -46,6 +46,8 @@ __all__ = [
     "ArchSummary",
     "PartialLoad",
     "WeightsError",
+    "MissingWeightsFileError",
+    "check_weights_path",
     "WeightsMismatchError",
     "WeightsDownloadError",
     "UnknownWeightsError",
@@ -107,6 +109,13 @@ class WeightsMismatchError(WeightsError):
 
 class WeightsDownloadError(WeightsError):
     """A registered checkpoint that could not be downloaded (no network, site down, bad hash)."""
+
+
+class MissingWeightsFileError(WeightsError, FileNotFoundError):
+    """A weights path that does not exist (still a FileNotFoundError for callers)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,6 +253,22 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def check_weights_path(source: str | os.PathLike[str]) -> Path | None:
+    """The file ``source`` names when it is a path (None for a registered name); checked up front.
+
+    Raises :class:`MissingWeightsFileError` (a FileNotFoundError) for a path that does not exist.
+    """
+    if not (isinstance(source, os.PathLike) or _looks_like_path(str(source)) or Path(source).is_file()):
+        return None
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise MissingWeightsFileError(
+            f"weights file {str(path)!r} does not exist; check the path, or pass a registered name "
+            f"({', '.join(weights_names())})"
+        )
+    return path
+
+
 def _looks_like_path(source: str) -> bool:
     return (
         os.sep in source
@@ -323,14 +348,12 @@ def resolve_weights(
         (path, spec): ``spec`` is the registered :class:`WeightsSpec` when ``source`` is a name.
 
     Raises:
-        FileNotFoundError: a path that does not exist.
+        MissingWeightsFileError (a FileNotFoundError): a path that does not exist.
         UnknownWeightsError: an unknown name.
         WeightsDownloadError: a name whose file could not be found or downloaded or fails its hash.
     """
-    if isinstance(source, os.PathLike) or _looks_like_path(str(source)) or Path(source).is_file():
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+    path = check_weights_path(source)
+    if path is not None:
         return path, None
     spec = get_weights(str(source))
     folder = Path(weights_dir).expanduser() if weights_dir is not None else current_weights_dir()
@@ -628,11 +651,11 @@ def read_state_dict(
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle / zip errors, or objects weights_only refuses
+            # never repeat torch's own text: it is multi-line and advises weights_only=False
             raise WeightsError(
-                f"{path}: cannot be read with torch.load(weights_only=True) ({type(e).__name__}: {e}). "
-                f"sr_bench reads plain state_dicts, {{'model': state_dict}} training checkpoints, "
-                f"{', '.join(CONVERTERS.names())} checkpoints and .safetensors; a checkpoint that also pickles "
-                f"other objects can be reduced with torch.save(ckpt['state_dict' or 'params'], 'weights.pt')"
+                f"{path}: cannot be read as a checkpoint with weights_only=True (not a tensor state_dict, "
+                f"or corrupt; {type(e).__name__}); save only the state_dict, e.g. "
+                f"torch.save(ckpt['state_dict' or 'params'], 'weights.pt'), or re-download the file"
             ) from e
     state, formats, more = convert_checkpoint(obj, what=str(path), fits=fits)
     check_finite(state, what=str(path))

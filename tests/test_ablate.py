@@ -100,3 +100,14 @@ def test_gpu_profile_runs_the_real_edsr_for_res_scale():
     ab = ABLATIONS.get("res-scale")(AblateConfig([]))
     assert ablate._model_options(ab, ab.reference, "gpu") == {"res_scale": 0.1}  # 32 x 256: the factory's own
     assert ablate._model_options(ab, ab.reference, "quick") == {"blocks": 8, "filters": 128, "res_scale": 0.1}
+
+
+def test_fixy_ablate_res_scale_positive_and_unknown_set(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        ablate.main(["--res-scale", "-1", "--results", str(tmp_path)])
+    assert e.value.code == 2 and "--res-scale" in capsys.readouterr().err
+    rc = ablate.main(["--no-bn", "--profile", "smoke", "--set", "bogus=1", "--results", str(tmp_path),
+                      "--runs", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bogus" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

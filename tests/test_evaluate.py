@@ -265,3 +265,45 @@ def test_default_output_outside_a_clone_is_sr_bench_results(tmp_path, monkeypatc
     assert main(["--model", "bicubic", "--datasets", "embedded", "--scales", "2", "--no-progress", "-q"]) == 0
     (r,) = read_records(tmp_path / "sr_bench_results" / "records.jsonl")
     assert (tmp_path / "sr_bench_results" / "table3.md").is_file() and r.device == "cpu"
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_bad_memory_budget_fails_in_argparse(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _run(tmp_path, "--model", "bicubic", "--memory-budget", "4XB")
+    assert e.value.code == 2 and "'4XB'" in capsys.readouterr().err
+
+
+def test_an_unknown_model_option_is_a_usage_error(tmp_path, capsys):
+    assert _run(tmp_path, "--model", "edsr-baseline", "--weights", "random", "--option", "blockz=3") == 2
+    err = _one_line_error(capsys)
+    assert "'blockz'" in err and "blocks" in err
+
+
+@pytest.mark.parametrize("device", ["tpu9", "cuda"])
+def test_an_unusable_device_is_a_usage_error(device, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _run(tmp_path, "--model", "bicubic", "--device", device) == 2
+    err = _one_line_error(capsys)
+    assert repr(device) in err or f"--device {device}:" in err
+    assert "--device cpu" in err or "cuda:N" in err
+
+
+def test_a_missing_weights_file_is_a_data_error(tmp_path, capsys):
+    missing = tmp_path / "no" / "such.pt"
+    assert _run(tmp_path, "--model", "edsr-baseline", "--weights", str(missing)) == 1
+    assert str(missing) in _one_line_error(capsys)
+
+
+def test_a_corrupt_weights_file_is_one_line_without_torch_advice(tmp_path, capsys):
+    bad = tmp_path / "random.pt"
+    bad.write_bytes(bytes(range(256)) * 4)
+    assert _run(tmp_path, "--model", "edsr-baseline", "--weights", str(bad)) == 1
+    err = _one_line_error(capsys)
+    assert str(bad) in err and "weights_only=True" in err and "state_dict" in err
+    assert "weights_only=False" not in err and "Re-running" not in err

@@ -138,3 +138,12 @@ def test_a_killed_atomic_write_leaves_a_temp_that_the_next_write_of_the_same_tar
     atomic_write(target, lambda tmp: tmp.write_bytes(b"whole"))
     assert target.read_bytes() == b"whole"
     assert {p.name for p in tmp_path.iterdir()} == keep | {"ckpt.pt"}
+
+
+def test_fixy_atomic_write_refuses_folder(tmp_path):
+    from sr_bench.images import OutputIsFolderError, atomic_write
+
+    with pytest.raises(OutputIsFolderError, match="is a folder") as e:
+        atomic_write(tmp_path, lambda tmp: tmp.write_text("x"))
+    assert e.value.exit_code == 2 and str(tmp_path) in str(e.value)
+    assert list(tmp_path.iterdir()) == []

@@ -360,3 +360,20 @@ def test_a_tile_below_the_receptive_field_is_raised_with_a_warning(caplog, one_t
     assert (out - super_resolve(m, lr, 2)).abs().max() < 1e-4
     with pytest.raises(ValueError, match="positive"):
         super_resolve(m, lr, 2, tile=0)
+
+
+def test_resolve_device_refuses_bad_strings_and_missing_cuda(monkeypatch):
+    import argparse
+
+    from sr_bench.inference import DeviceError, memory_size_arg, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(DeviceError, match="'tpu9'.*cuda:N") as e:
+        resolve_device("tpu9")
+    assert e.value.exit_code == 2 and isinstance(e.value, ValueError)
+    with pytest.raises(DeviceError, match="no usable CUDA device; use --device cpu"):
+        resolve_device("cuda:0")
+    assert memory_size_arg("512MiB") == "512MiB"
+    with pytest.raises(argparse.ArgumentTypeError, match="'4XB'"):
+        memory_size_arg("4XB")

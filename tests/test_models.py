@@ -538,3 +538,24 @@ def test_bicubic_gradient_is_the_adjoint():
     x = torch.rand(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
     for s in (2, 3):
         assert torch.autograd.gradcheck(lambda t, s=s: m(t, s), (x,))
+
+
+def test_an_unsupported_scale_is_a_usage_error_naming_the_scales(tmp_path, capsys):
+    from sr_bench.bench import main as bench_main
+    from sr_bench.models.common import UnsupportedScaleError
+
+    with pytest.raises(ValueError, match="edsr-baseline: scale x5"):  # still a ValueError for callers
+        models.create("edsr-baseline", scale=5)
+    assert UnsupportedScaleError.exit_code == 2
+    assert bench_main(["--model", "edsr-baseline", "--scale", "5", "--device", "cpu", "--updates", "1",
+                       "--step-updates", "1", "--eval-images", "0", "--peak-tflops", "1",
+                       "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "x5" in err and "--scale 2, 3 or 4" in err
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_an_unknown_option_is_still_a_type_error_with_a_usage_exit_code():
+    with pytest.raises(TypeError, match="'blockz'") as e:
+        models.create("edsr-baseline", scale=2, blockz=3)
+    assert getattr(e.value, "exit_code", None) == 2

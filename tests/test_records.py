@@ -33,14 +33,23 @@ def test_default_label(model, profile, source, want):
     assert default_label(model, profile, source) == want
 
 
-def test_committed_schema1_records_still_load_with_derived_fields():
+def test_committed_schema1_records_still_load_with_derived_fields(tmp_path):
     records = read_records(COMMITTED)
-    assert len(records) == 30 and {r.schema for r in records} == {1}
-    assert {r.label for r in records} == {"bicubic", "edsr-baseline (quick)"}
+    old = [r for r in records if r.schema == 1]  # the bicubic records, written before schema 2
+    assert len(old) == 24 and {r.label for r in old} == {"bicubic"}
     # n_expected comes from the registered image counts: Set5 5, Set14 14, B100 100, Urban100 100
     want = {("Set5", 5), ("Set14", 14), ("B100", 100), ("Urban100", 100)}
-    assert {(r.dataset, r.n_expected) for r in records} == want
+    assert {(r.dataset, r.n_expected) for r in old} == want
     assert all(r.complete and r.source == "model" and r.sr_dir is None for r in records)
+    # a trained model's schema-1 line gets its label from the profile that made its weights
+    line = next(json.loads(t) for t in COMMITTED.read_text().splitlines() if '"edsr-baseline"' in t)
+    for name in ("label", "n_expected", "source", "sr_dir", "sr_sha256"):
+        line.pop(name, None)
+    line["schema"] = 1
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    (r,) = read_records(path)
+    assert (r.label, r.complete) == ("edsr-baseline (quick)", True)
 
 
 def test_schema1_partial_line_is_recognised_as_partial(tmp_path):
@@ -120,3 +129,12 @@ def test_two_processes_appending_to_one_file_lose_nothing(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     got = sorted((r.model, r.dataset) for r in read_records(path))
     assert got == sorted((tag, f"d{i}") for tag in ("a", "b") for i in range(n))
+
+
+def test_fixy_read_records_binary_file_is_data_error(tmp_path):
+    from sr_bench.cli import DataError
+
+    path = tmp_path / "blob.jsonl"
+    path.write_bytes(b"\xff\xfe\x00\x81" * 64)
+    with pytest.raises(DataError, match="blob.jsonl"):
+        read_records(path)

@@ -154,3 +154,20 @@ def test_reproduce_user_errors_are_one_line(capsys):
     assert reproduce.main(["--models", "edsr-basline", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "edsr-basline" in err
+
+
+def test_fixy_reproduce_bad_paths_and_set_fields(tmp_path, capsys):
+    missing = tmp_path / "no" / "such" / "folder"
+    rc = reproduce.main(["--models", "bicubic", "--data-root", str(missing), "--dry-run",
+                         "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(missing) in err
+    taken = tmp_path / "file.json"
+    taken.write_text("{}")
+    rc = reproduce.main(["--models", "bicubic", "--results", str(taken), "--dry-run"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(taken) in err
+    rc = reproduce.main(["--models", "bicubic", "--set", "optim.iterationz=2", "--dry-run",
+                         "--results", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "optim.iterationz" in err and "optim.iterations" in err

@@ -93,3 +93,19 @@ def test_render_flags_disagreement():
 def test_table1_cli(tmp_path, capsys):
     assert table1.main(["--out", str(tmp_path / "t.md"), "--size", "8", "--repeats", "1", "--models", "bicubic"]) == 0
     assert "wrote" in capsys.readouterr().out and (tmp_path / "t.md").is_file()
+
+
+def test_fixy_table1_unknown_model_is_usage_error(tmp_path, capsys):
+    rc = table1.main(["--models", "edsrr", "--out", str(tmp_path / "t1.md")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "edsrr" in err and "edsr" in err and "Traceback" not in err
+    assert not (tmp_path / "t1.md").exists()
+
+
+def test_fixy_table1_size_zero_and_out_folder(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        table1.main(["--models", "bicubic", "--size", "0", "--out", str(tmp_path / "t1.md")])
+    assert e.value.code == 2 and "--size" in capsys.readouterr().err
+    rc = table1.main(["--models", "bicubic", "--size", "8", "--repeats", "1", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(tmp_path) in err and "is a folder" in err

@@ -92,3 +92,17 @@ def test_cli_writes_the_table_beside_the_records_by_default(tmp_path, capsys, mo
     records.write_text(_rec(psnr=38.0).to_json() + "\n")
     assert main(["--records", str(records)]) == 0
     assert "| Set5 | x2 | 38.00 / 0.9600 (38.11" in (tmp_path / "table3.md").read_text()
+
+
+def test_fixy_table3_binary_records_and_out_folder(tmp_path, capsys):
+    binary = tmp_path / "records.jsonl"
+    binary.write_bytes(bytes(range(256)) * 4)
+    rc = main(["--records", str(binary), "--out", str(tmp_path / "t3.md")])
+    err = capsys.readouterr().err
+    assert rc == 1 and str(binary) in err and err.startswith("error:")
+    binary.write_text("")
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    rc = main(["--records", str(binary), "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(folder) in err and "is a folder" in err

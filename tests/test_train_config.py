@@ -145,3 +145,24 @@ def test_a_config_json_from_before_compile_modes_still_loads(tmp_path):
         path = tmp_path / f"config-{old}.json"
         path.write_text(json.dumps(plain))
         assert TrainConfig.load(path).runtime.compile == mode
+
+
+def test_fixy_train_set_unknown_field_iterations_note_and_bad_config(tmp_path, capsys):
+    from sr_bench.train.__main__ import main as train_main
+
+    base = ["--model", "edsr-baseline", "--scale", "2", "--profile", "smoke", "--out", str(tmp_path / "run")]
+    rc = train_main([*base, "--set", "optim.iterationz=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "optim.iterationz" in err and "optim.iterations" in err
+    rc = train_main([*base, "--set", "bogus.field=1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bogus.field" in err and "Traceback" not in err
+    cfg = config_from_args(build_parser().parse_args([*base, "--iterations", "2"]))
+    assert cfg.optim.iterations == 2
+    assert any("smoke profile: 2 updates" in n for n in cfg.notes)
+    assert not any("8 updates" in n for n in cfg.notes)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    rc = train_main(["--config", str(bad), "--out", str(tmp_path / "run2")])
+    err = capsys.readouterr().err
+    assert rc == 1 and str(bad) in err

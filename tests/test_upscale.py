@@ -141,3 +141,20 @@ def test_user_errors_are_one_line(images, tmp_path, capsys):
     assert err.count("\n") == 1 and "did you mean 'edsr-baseline'" in err
     assert main(["--model", "edsr", "--scale", "5", str(d), "--out", str(tmp_path / "o")]) == 2
     assert "edsr serves x2/x3/x4" in capsys.readouterr().err
+
+
+def test_fixy_upscale_symlink_loop_and_out_file(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_image(src / "good.png", np.zeros((8, 8, 3), np.uint8))
+    (src / "loopa.png").symlink_to(src / "loopb.png")
+    (src / "loopb.png").symlink_to(src / "loopa.png")
+    rc = main(["--model", "bicubic", "--scale", "2", str(src), "--out", str(tmp_path / "sr")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "loopa.png" in err and "symlink loop" in err
+    assert not (tmp_path / "sr").exists()
+    out_file = tmp_path / "taken.txt"
+    out_file.write_text("")
+    rc = main(["--model", "bicubic", "--scale", "2", str(src / "good.png"), "--out", str(out_file)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(out_file) in err and "Traceback" not in err

@@ -418,3 +418,21 @@ def test_exported_weights_hash_the_same_in_every_process(tmp_path):
         state, fmt, meta = read_state_dict(out)
         assert fmt == "safetensors" and meta["q"] == "qq" and state["a"][1, 2] == 5
     assert len(digests) == 1
+
+
+def test_a_missing_weights_path_is_a_weights_error_and_a_file_not_found_error(tmp_path):
+    missing = tmp_path / "none.pt"
+    with pytest.raises(WeightsError, match="none.pt") as e:
+        weights.resolve_weights(str(missing))
+    assert isinstance(e.value, FileNotFoundError) and e.value.exit_code == 1
+
+
+def test_bench_checks_eval_weights_before_benchmarking(tmp_path, capsys, monkeypatch):
+    import sr_bench.bench as bench
+
+    monkeypatch.setattr(bench, "time_updates", lambda *a, **k: pytest.fail("benchmarked before the check"))
+    missing = tmp_path / "none.pt"
+    assert bench.main(["--model", "edsr-baseline", "--scale", "2", "--device", "cpu", "--profile", "smoke",
+                       "--eval-images", "1", "--eval-weights", str(missing), "--out", str(tmp_path / "b.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and str(missing) in err

@@ -20,6 +20,7 @@ __all__ = [
     "make_activation",
     "upsampler_receptive_field",
     "check_scale",
+    "UnsupportedScaleError",
 ]
 
 # Mean RGB of the DIV2K training images, as the official port uses it (docs/protocol.md#official-port).
@@ -95,12 +96,21 @@ class ResBlock(nn.Module):
         return torch.add(x, res, alpha=self.res_scale)
 
 
+class UnsupportedScaleError(ValueError):
+    """A scale the sub-pixel upsampler cannot build (a usage error for ``sr_bench.cli.command``)."""
+
+    exit_code = 2
+
+
 def check_scale(scale: int) -> int:
     """Scales the sub-pixel upsampler supports: 3 and powers of two."""
     if not isinstance(scale, int) or isinstance(scale, bool):
         raise TypeError(f"scale must be an int, got {scale!r}")
     if scale != 3 and (scale < 2 or scale & (scale - 1)):
-        raise ValueError(f"the sub-pixel upsampler supports x3 and powers of two, got x{scale}")
+        raise UnsupportedScaleError(
+            f"scale x{scale} is not supported: the sub-pixel upsampler builds x3 and powers of two "
+            f"(x2, x4, x8, ...); use --scale 2, 3 or 4"
+        )
     return scale
 
 

@@ -28,10 +28,11 @@ from typing import Literal, TypeVar
 from torch import nn
 
 from sr_bench.lookup import Registry, UnknownNameError
+from sr_bench.models.common import UnsupportedScaleError
 
 __all__ = [
     "ModelSpec", "register_model", "create", "names", "get_spec", "get_factory", "parse_option", "options",
-    "UnknownModelError", "ARCH_ARGUMENTS",
+    "UnknownModelError", "UnknownOptionError", "ARCH_ARGUMENTS",
 ]
 
 Loss = Literal["l1", "l2"]
@@ -121,6 +122,12 @@ class _Entry:
 
 class UnknownModelError(UnknownNameError):
     """A model name that is not registered; the message lists close matches."""
+
+    exit_code = 2  # a usage error for sr_bench.cli.command
+
+
+class UnknownOptionError(TypeError):
+    """An option (``--option KEY=VALUE``) the model's factory does not accept; still a TypeError."""
 
     exit_code = 2  # a usage error for sr_bench.cli.command
 
@@ -258,7 +265,10 @@ def create(name: str, scale: int | None = None, **options: object) -> nn.Module:
         accepted = [k for k in params if k != "scale"]
         unknown = [k for k in options if k not in accepted]
         if unknown:
-            raise TypeError(
+            raise UnknownOptionError(
                 f"{name}: unknown option(s) {', '.join(map(repr, unknown))}; it accepts {', '.join(accepted) or 'none'}"
             )
-    return entry.factory(scale=scale, **options)
+    try:
+        return entry.factory(scale=scale, **options)
+    except UnsupportedScaleError as e:
+        raise UnsupportedScaleError(f"{name}: {e}") from None

@@ -319,10 +319,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write (default: table1.md in the "
                         "results folder: results/ of the sr_bench clone when run inside one, else ./sr_bench_results)")
     parser.add_argument("--device", default="cpu", help="device for the timing row (cpu, cuda, cuda:1)")
-    parser.add_argument("--size", type=int, default=64, help="LR input side for the timing (default 64)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed forwards per model (the fastest counts)")
+    parser.add_argument("--size", type=cli.positive_int, default=64, help="LR input side for the timing (default 64)")
+    parser.add_argument("--repeats", type=cli.positive_int, default=3,
+                        help="timed forwards per model (the fastest counts)")
     parser.add_argument("--models", nargs="*", default=None, help="registry names (default: all)")
     args = parser.parse_args(argv)
+    for name in args.models or ():
+        try:
+            models.get_spec(name)  # an unknown name: a usage error listing close names, not an empty table
+        except KeyError as e:
+            raise cli.UsageError(f"--models: {e}") from None
     out = args.out or default_results_dir() / "table1.md"
     out = write_table1(out, args.device, size=args.size, repeats=args.repeats, names=args.models)
     print(f"wrote {out}")

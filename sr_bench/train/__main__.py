@@ -17,7 +17,7 @@ from typing import Any
 from sr_bench import cli
 from sr_bench.models import parse_option
 from sr_bench.train.checkpoint import checkpoint_config, load_checkpoint
-from sr_bench.train.config import PROFILES, TrainConfig, make_config
+from sr_bench.train.config import PROFILES, TrainConfig, make_config, restate_iterations
 from sr_bench.train.loop import train, training_dataset
 from sr_bench.train.run_dir import CHECKPOINT
 
@@ -136,7 +136,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         build_parser().error("--model is required (except with --resume of an existing run)")
     try:
         if args.config:
-            base = TrainConfig.load(args.config)
+            try:
+                base = TrainConfig.load(args.config)
+            except OSError as e:
+                raise cli.DataError(f"--config {args.config}: cannot read it ({e.strerror or e})") from None
+            except json.JSONDecodeError as e:
+                raise cli.DataError(f"--config {args.config}: not valid JSON ({e}); fix the file or pass "
+                                    f"--profile instead") from None
         elif args.model is None:
             base = checkpoint_config(load_checkpoint(ckpt))
         else:
@@ -145,7 +151,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             raise cli.UsageError(f"--model {args.model} differs from {args.config or ckpt}'s {base.model.name}")
         if args.option:
             changes["model.options"] = {**base.model.options, **dict(args.option)}
-        return base.replace(**changes)
+        # the profile's note states its update count: keep it true under --iterations / --set
+        return restate_iterations(base.replace(**changes), base.optim.iterations)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, cli.UserError):
             raise

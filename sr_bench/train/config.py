@@ -187,14 +187,13 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with dotted fields changed: ``cfg.replace(**{"optim.lr": 2e-4, "seed": 1})``."""
+        check_fields(changes)
         new = TrainConfig.from_dict(self.to_dict())
         for key, value in changes.items():
             obj = new
             *parents, last = key.split(".")
             for p in parents:
                 obj = getattr(obj, p)
-            if last not in {f.name for f in fields(obj)}:
-                raise KeyError(f"TrainConfig has no field {key!r}")
             setattr(obj, last, value)
         return TrainConfig.from_dict(new.to_dict())  # re-coerce types
 
@@ -225,6 +224,41 @@ class TrainConfig:
             errors.append("val.every must be >= 0")
         if errors:
             raise ValueError("invalid training config: " + "; ".join(errors))
+
+
+class UnknownFieldError(KeyError):
+    """A dotted config name that is not a field; the message lists close names."""
+
+    exit_code = 2  # a usage error under sr_bench.cli's policy
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def field_names() -> list[str]:
+    """Every dotted field of :class:`TrainConfig` (``model.options`` is one field)."""
+    return sorted(_flatten(TrainConfig().to_dict()))
+
+
+def check_fields(keys: typing.Iterable[str]) -> None:
+    """Raise :class:`UnknownFieldError` naming the first unknown dotted field and close matches."""
+    import difflib
+
+    known = field_names()
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else f"fields: {', '.join(known)}"
+            raise UnknownFieldError(f"--set {key}: TrainConfig has no field {key!r}; {hint}")
+
+
+def restate_iterations(cfg: TrainConfig, default: int) -> TrainConfig:
+    """Keep a profile's note true when ``optim.iterations`` differs from the profile's ``default``."""
+    if cfg.optim.iterations != default:
+        said = f"{cfg.profile} profile: {default} updates"
+        now = f"{cfg.profile} profile: {cfg.optim.iterations} updates"
+        cfg.notes = tuple(note.replace(said, now, 1) for note in cfg.notes)
+    return cfg
 
 
 #: Fields that only change how a run executes. ``--resume`` accepts new values for these;
@@ -454,12 +488,8 @@ def make_config(profile: str, model: str, scale: int | None, **changes: Any) -> 
     cfg = PROFILES.get(profile)(model, scale)
     if changes:
         default = cfg.optim.iterations
-        cfg = cfg.replace(**changes)
-        if cfg.optim.iterations != default:
-            # a profile's note states its update count: keep it true when the count is overridden
-            said = f"{cfg.profile} profile: {default} updates"
-            now = f"{cfg.profile} profile: {cfg.optim.iterations} updates"
-            cfg.notes = tuple(note.replace(said, now, 1) for note in cfg.notes)
+        # a profile's note states its update count: keep it true when the count is overridden
+        cfg = restate_iterations(cfg.replace(**changes), default)
     cfg.validate()
     return cfg
 
