@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sr_bench import cli
+from sr_bench.data.registry import dataset_order
 from sr_bench.images import atomic_write
 from sr_bench.paths import default_results_dir
 from sr_bench.protocols import PROTOCOLS
@@ -208,7 +209,8 @@ def pair_records(records: Sequence[Record], a: str, b: str, *, protocol: str = "
             f"--datasets/--scales/--protocol"
         )
     pairs = []
-    for k in sorted(common):
+    order = {name: i for i, name in enumerate(dataset_order())}  # Table 3's row order, then the rest
+    for k in sorted(common, key=lambda k: (order.get(k[0], len(order)), k[0], k[1])):
         by_b = {p["image"]: p for p in rb[k].per_image}
         for pa in ra[k].per_image:
             pb = by_b.get(pa["image"])
