@@ -32,7 +32,7 @@ import numpy as np
 from sr_bench import cli
 from sr_bench.data.registry import dataset_order
 from sr_bench.images import atomic_write
-from sr_bench.paths import default_results_dir
+from sr_bench.paths import results_and_records
 from sr_bench.protocols import PROTOCOLS
 from sr_bench.records import Record, read_records
 
@@ -296,8 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbosity)
-    results = Path(args.results) if args.results else default_results_dir()
-    records = Path(args.records) if args.records else results / "records.jsonl"
+    results, records = results_and_records(args.results, args.records)
     text = compare(args.a, args.b, records, protocol=args.protocol, datasets=args.datasets, scales=args.scales,
                    worst=args.worst)
     out = Path(args.out) if args.out else results / f"compare-{_slug(args.a)}-vs-{_slug(args.b)}.md"

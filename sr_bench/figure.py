@@ -32,7 +32,7 @@ from sr_bench import cli
 from sr_bench.data import Dataset, open_dataset
 from sr_bench.evaluate import model_input_tensor
 from sr_bench.images import as_batch, atomic_write, decode_image, quantize
-from sr_bench.paths import default_results_dir
+from sr_bench.paths import results_and_records
 from sr_bench.protocols import PROTOCOLS, Protocol, Reference, get_protocol
 from sr_bench.records import Record, read_records
 
@@ -300,8 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.setup_logging(args.verbosity)
     from sr_bench.inference import resolve_device
 
-    results = Path(args.results) if args.results else default_results_dir()
-    records_file = Path(args.records) if args.records else results / "records.jsonl"
+    results, records_file = results_and_records(args.results, args.records)
     records = read_records(records_file)
     ds_name, _, stem = args.image.rpartition("/")
     name = f"{Path(ds_name).name.lower()}_{stem.replace('_', '')}_x{args.scale}.png"

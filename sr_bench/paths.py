@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["checkout_root", "check_folder_option", "default_results_dir", "RESULTS_HELP"]
+__all__ = ["checkout_root", "check_folder_option", "default_results_dir", "results_and_records", "RESULTS_HELP"]
 
 RESULTS_HELP = ("results folder (default: results/ of the sr_bench clone when run inside one, "
                 "else ./sr_bench_results)")
@@ -45,3 +45,10 @@ def check_folder_option(option: str, path: str | Path | None, *, must_exist: boo
         raise UsageError(f"{option} {path}: is a file, not a folder; pass a folder (or a new name)")
     if must_exist and not p.exists():
         raise UsageError(f"{option} {path}: no such folder; pass an existing folder (or leave {option} out)")
+
+
+def results_and_records(results: str | None, records: str | None) -> tuple[Path, Path]:
+    """The ``--results`` folder (default :func:`default_results_dir`) and the ``--records`` file
+    (default ``records.jsonl`` in that folder), as every command reads them."""
+    folder = Path(results) if results else default_results_dir()
+    return folder, Path(records) if records else folder / "records.jsonl"

@@ -91,3 +91,17 @@ def _textured(h: int, w: int, seed: int):
 def textured():
     """``textured(h, w, seed)`` -> a synthetic photograph-like uint8 image."""
     return _textured
+
+
+@pytest.fixture(scope="module")
+def small_train_folders(tmp_path_factory, textured) -> dict[str, Path]:
+    """Three small training images and one validation image, for tiny training runs."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("train_folders")
+    (root / "train").mkdir()
+    (root / "val").mkdir()
+    for i, (h, w) in enumerate([(96, 100), (120, 96), (100, 132)]):
+        Image.fromarray(textured(h, w, i)).save(root / "train" / f"t{i}.png")
+    Image.fromarray(textured(48, 60, 99)).save(root / "val" / "v0.png")
+    return {"train": root / "train", "val": root / "val", "cache": root / "cache"}

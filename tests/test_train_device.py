@@ -21,16 +21,8 @@ TINY = {"blocks": 2, "filters": 16}
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, textured) -> dict[str, Path]:
-    from PIL import Image
-
-    root = tmp_path_factory.mktemp("device_data")
-    (root / "train").mkdir()
-    (root / "val").mkdir()
-    for i, (h, w) in enumerate([(96, 100), (120, 96), (100, 132)]):
-        Image.fromarray(textured(h, w, i)).save(root / "train" / f"t{i}.png")
-    Image.fromarray(textured(48, 60, 99)).save(root / "val" / "v0.png")
-    return {"train": root / "train", "val": root / "val", "cache": root / "cache"}
+def data(small_train_folders) -> dict[str, Path]:
+    return small_train_folders
 
 
 @pytest.fixture(autouse=True)
