@@ -46,7 +46,7 @@ MARGIN = 12
 TITLE = 34  # two lines of 8-point text at DPI
 #: the zoomed crops aim at about this many pixels on their long side
 PANEL_TARGET = 240
-OVERVIEW_MAX_H = 520
+OVERVIEW_MAX_H = 360  # keeps a committed figure small (a photo compresses poorly in PNG)
 
 
 @dataclass(frozen=True)
