@@ -27,12 +27,15 @@ class UnknownNameError(KeyError):
 
 
 class Registry(Generic[T]):
-    """Registered values by name. ``kind`` names them in messages ("model", "dataset", ...);
-    ``hint`` is added to the unknown-name message (e.g. "to load a local file pass its path")."""
+    """Registered values by name, read with :meth:`get` or ``registry[name]``. ``kind`` names them
+    in messages ("model", "dataset", ...); ``hint`` is added to the unknown-name message (e.g. "to
+    load a local file pass its path"); ``error`` is the exception raised for an unknown name (a
+    subclass of :class:`UnknownNameError`, e.g. one that is also a weights or usage error)."""
 
-    def __init__(self, kind: str, *, hint: str = "") -> None:
+    def __init__(self, kind: str, *, hint: str = "", error: type[UnknownNameError] = UnknownNameError) -> None:
         self.kind = kind
         self.hint = hint
+        self.error = error
         self._items: dict[str, T] = {}
 
     def add(self, name: str, value: T, *, owner: str = "") -> T:
@@ -51,7 +54,10 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise UnknownNameError(self.unknown_message(name)) from None
+            raise self.error(self.unknown_message(name)) from None
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
 
     def unknown_message(self, name: str) -> str:
         close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)

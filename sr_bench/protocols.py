@@ -164,15 +164,8 @@ class Protocol:
         return self.score_reference(sr, self.reference(hr, benchmark), scale)
 
 
-class _ProtocolRegistry(Registry[Protocol]):
-    """The protocol registry; ``PROTOCOLS[name]`` is kept for callers (same as ``get``)."""
-
-    def __getitem__(self, name: str) -> Protocol:
-        return self.get(name)
-
-
-def _registry(*protocols: Protocol) -> _ProtocolRegistry:
-    registry = _ProtocolRegistry("protocol")
+def _registry(*protocols: Protocol) -> Registry[Protocol]:
+    registry: Registry[Protocol] = Registry("protocol")
     for p in protocols:
         registry.add(p.name, p)
     return registry

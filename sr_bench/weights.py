@@ -165,7 +165,8 @@ class WeightsSpec:
         return registry.create(self.arch, scale=self.scale)
 
 
-_WEIGHTS: Registry[WeightsSpec] = Registry("weights", hint="to load a local file pass its path")
+_WEIGHTS: Registry[WeightsSpec] = Registry("weights", hint="to load a local file pass its path",
+                                           error=UnknownWeightsError)
 
 
 def register_weights(spec: WeightsSpec) -> WeightsSpec:
@@ -211,8 +212,6 @@ def weights_names(pattern: str | None = None) -> list[str]:
 
 def get_weights(name: str) -> WeightsSpec:
     """The :class:`WeightsSpec` registered under ``name``; unknown names list close matches."""
-    if name not in _WEIGHTS:
-        raise UnknownWeightsError(_WEIGHTS.unknown_message(name))
     return _WEIGHTS.get(name)
 
 

@@ -91,20 +91,9 @@ class UnknownDatasetError(UnknownNameError, UsageError):
     """An unknown dataset name: a usage error (exit 2) that is still a ``KeyError`` for callers."""
 
 
-class _DatasetRegistry(Registry[DatasetSpec]):
-    """The registry, also readable as a mapping (``DATASETS[name]``) as callers did before."""
-
-    def get(self, name: str) -> DatasetSpec:
-        try:
-            return super().get(name)
-        except UnknownNameError as e:
-            raise UnknownDatasetError(str(e)) from None
-
-    def __getitem__(self, name: str) -> DatasetSpec:
-        return self.get(name)
-
-
-DATASETS = _DatasetRegistry("dataset", hint="or pass a path to a folder of images")
+DATASETS: Registry[DatasetSpec] = Registry(
+    "dataset", hint="or pass a path to a folder of images", error=UnknownDatasetError
+)
 
 
 def register(spec: DatasetSpec) -> DatasetSpec:

@@ -31,7 +31,6 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "OptimConfig",
-    "ProfileRegistry",
     "RuntimeConfig",
     "TrainConfig",
     "ValConfig",
@@ -461,14 +460,9 @@ def gpu_profile(model: str = "edsr-baseline", scale: int | None = 2) -> TrainCon
     return cfg
 
 
-class ProfileRegistry(Registry[typing.Callable[..., TrainConfig]]):
-    """Training profiles by name; ``PROFILES["quick"]`` reads like the mapping it replaced."""
-
-    def __getitem__(self, name: str) -> typing.Callable[..., TrainConfig]:
-        return self.get(name)
-
-
-PROFILES = ProfileRegistry("training profile", hint="pass --profile with one of the registered names")
+PROFILES: Registry[typing.Callable[..., TrainConfig]] = Registry(
+    "training profile", hint="pass --profile with one of the registered names"
+)
 PROFILES.add("paper", paper_profile)
 PROFILES.add("quick", quick_profile)
 PROFILES.add("smoke", smoke_profile)
