@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from sr_bench.cli import DataError, UsageError
 from sr_bench.data import Dataset, open_dataset
+from sr_bench.data.dataset import generated_lr_source
 from sr_bench.images import IMAGE_EXTENSIONS, ImageError, as_batch, decode_image
 from sr_bench.protocols import Protocol, get_protocol
 from sr_bench.records import Record, environment
@@ -242,7 +243,7 @@ def _lr_sha(ds: Dataset, i: int, scale: int, hr_sha: str, protocol: Protocol) ->
     path = ds.images[i].lr_path(scale)
     if path is not None:
         return hashlib.sha256(path.read_bytes()).hexdigest(), "file"
-    return f"generated-x{scale}-from:{hr_sha}", "generated"
+    return generated_lr_source(scale, hr_sha), "generated"
 
 
 def _decode(path: Path) -> np.ndarray:

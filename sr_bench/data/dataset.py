@@ -47,6 +47,11 @@ _GENERIC_ADVICE = "download it again (the dataset's MANIFEST.tsv has the expecte
 
 
 
+def generated_lr_source(scale: int, hr_sha256: str) -> str:
+    """What a record's data fingerprint says for an LR image sr_bench made from an HR image: every
+    command that scores the same images must give the same ``data_sha256``, so it is spelled once."""
+    return f"generated-x{scale}-from:{hr_sha256}"
+
 def _save_array(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as f:
         np.save(f, array, allow_pickle=False)
@@ -249,7 +254,7 @@ class Dataset:
             lr = self.decode(data, path)
             self.check_lr_file(i, scale, path, lr, hr.shape)
             return lr, _sha256(data), "file"
-        source = f"generated-x{scale}-from:{hr_sha256}"
+        source = generated_lr_source(scale, hr_sha256)
         cached = cache_dir() / "lr" / self.name / f"X{scale}" / f"{ref.stem}-{hr_sha256[:16]}.npy"
         want = expected_lr_shape(hr.shape, scale)
         if cached.is_file():
