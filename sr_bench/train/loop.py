@@ -78,7 +78,6 @@ __all__ = [
     "CHECKPOINT", "FINAL_WEIGHTS", "LOG", "PLOT", "CONFIG",
 ]
 
-_cpu_has_native_bf16 = cpu_has_native_bf16  # the name tests/benchmarks import
 logger = logging.getLogger("sr_bench.train")
 
 #: ``data.on_device auto`` holds the decoded training set on CUDA when it takes under this share

@@ -31,7 +31,7 @@ MEMORY_MODELS = {
 
 def _trainer(amp: str, channels_last: bool = True, model: str = "edsr-baseline", options: dict | None = None):
     from sr_bench.train import make_config
-    from sr_bench.train.loop import Trainer
+    from sr_bench.train import Trainer
 
     cfg = make_config(
         "paper", model, 2,
@@ -104,9 +104,9 @@ AMPS = ["none", "bf16"]
 @pytest.mark.slow
 @pytest.mark.parametrize("amp", AMPS)
 def test_updates_per_second(benchmark, amp):
-    from sr_bench.train.loop import _cpu_has_native_bf16
+    from sr_bench.train.trainer import cpu_has_native_bf16
 
-    if amp == "bf16" and not _cpu_has_native_bf16():
+    if amp == "bf16" and not cpu_has_native_bf16():
         pytest.skip("this CPU has no native bf16 instructions")
     trainer = _trainer(amp)
     x, y = _batch(True)
@@ -145,10 +145,10 @@ def test_training_memory_with_and_without_bn(benchmark):
 
 
 if __name__ == "__main__":
-    from sr_bench.train.loop import _cpu_has_native_bf16
+    from sr_bench.train.trainer import cpu_has_native_bf16
 
     print(f"load average {_load()}, {torch.get_num_threads()} threads")
-    for amp in AMPS if _cpu_has_native_bf16() else ["none"]:
+    for amp in AMPS if cpu_has_native_bf16() else ["none"]:
         print(f"edsr-baseline x2 batch 16 48x48 amp {amp}: {updates_per_second(amp):.3f} updates/s")
     print(json.dumps(data_wait_share(), indent=1))
     print(json.dumps(memory_report(), indent=1))
