@@ -181,32 +181,6 @@ def test_data_cli_check_and_where(data_root, capsys):
     assert "<root>/DIV2K/DIV2K_valid_HR" in capsys.readouterr().out
 
 
-def test_download_verifies_checksum_and_counts(tmp_path, monkeypatch, capsys):
-    """The download path with a local archive standing in for the official one."""
-    import hashlib
-    import tarfile
-
-    import sr_bench.data.__main__ as cli
-
-    src = tmp_path / "src"
-    for i in range(5):
-        write_image(src / "benchmark" / "Set5" / "HR" / f"im{i}.png", _tiny(i), compress_level=0)
-    archive = tmp_path / "benchmark.tar"
-    with tarfile.open(archive, "w") as t:
-        t.add(src / "benchmark", arcname="benchmark")
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    monkeypatch.setitem(cli.ARCHIVES, "Set5", (archive.as_uri(),))
-    monkeypatch.setattr(cli, "BENCHMARK_URL", archive.as_uri())
-    root = tmp_path / "data"
-    assert cli.main(["download", "Set5", "--data-root", str(root), "--sha256", "0" * 64]) == 1
-    assert "does not match --sha256" in capsys.readouterr().err
-    assert not (root / "benchmark").exists()  # nothing unpacked from an unverified archive
-    # --root is the old spelling, kept as a hidden alias
-    assert cli.main(["download", "Set5", "--root", str(root), "--sha256", digest]) == 0
-    assert len(open_dataset("Set5", root)) == 5
-    assert digest in (root / "DOWNLOADS.tsv").read_text()
-
-
 # ---- 11.4: every LR image is checked against its HR ----
 
 def _pair_folder(tmp_path, hr_hw, lr_hw, scale=2):

@@ -4,46 +4,39 @@
   image's size against its HR and each file's sha256 against the root's ``MANIFEST.tsv`` (when
   it has one); one summary line per dataset; exit 1 on any problem (or when no dataset is
   found), 2 for bad usage.
-* ``where NAME``: the folders a dataset is looked for in, and how to get it.
-* ``download NAME``: an explicit download of the official archive (never implicit): the archive's
-  sha256 is checked against ``--sha256`` when given (the official sites publish none) and written
-  to ``<root>/DOWNLOADS.tsv``; after unpacking, the dataset must open with its expected counts.
+* ``where NAME``: the folders a dataset is looked for in, what it is downloaded from, and how to get it.
+* ``download NAME``: an explicit download (never implicit) of the dataset's files as its
+  registration lists them (:mod:`sr_bench.data.sources`): each from ``$SR_BENCH_DATA_URL/<file>``
+  first, then its official URL, with a timeout on every wait, bounded retries that resume a cut
+  transfer, and the published hash checked before anything is unpacked (``--sha256`` overrides
+  it). Archives are unpacked safely (:func:`sr_bench.download.extract`); the dataset must then
+  open with its expected counts; each archive's sha256 goes to ``<root>/DOWNLOADS.tsv`` and each
+  image's to ``<root>/MANIFEST.tsv``, which ``check`` verifies.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
+import os
 import sys
-import tarfile
-import tempfile
-import urllib.request
-import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sr_bench import cli
 from sr_bench.cli import DataError, UsageError
-from sr_bench.data.check import MANIFEST, check_root, read_manifest
-from sr_bench.data.dataset import data_root, open_dataset
-from sr_bench.data.registry import BENCHMARK_URL, DATASETS, DIV2K_URL, benchmark_names, get_spec
-from sr_bench.weights import sha256_file
+from sr_bench.data.check import MANIFEST, check_root, dataset_files, manifest_row, read_manifest, write_manifest
+from sr_bench.data.dataset import Dataset, DatasetNotFound, data_root, open_dataset, open_layout
+from sr_bench.data.registry import DATASETS, get_spec
+from sr_bench.data.sources import DATA_URL_ENV, Source
+from sr_bench.download import Timeout, extract, fetch, mirror_urls
 
 log = logging.getLogger("sr_bench.data")
 
-
-def _div2k_archives(split: str) -> tuple[str, ...]:
-    return tuple(f"{DIV2K_URL}DIV2K_{split}_{p}.zip" for p in ("HR", "LR_bicubic_X2", "LR_bicubic_X3", "LR_bicubic_X4"))
-
-
-# Manga109 is not in EDSR's benchmark archive: only the sets with published rows are
-ARCHIVES: dict[str, tuple[str, ...]] = {
-    **{name: (BENCHMARK_URL,) for name in benchmark_names(published=True)},
-    "DIV2K": _div2k_archives("valid"),
-    "DIV2K-val10": _div2k_archives("valid"),
-    "DIV2K-train": _div2k_archives("train"),
-}
+DOWNLOADS_DIR = "downloads"  # <root>/downloads: archives (and .part files of cut transfers) before unpacking
+DOWNLOADS_LOG = "DOWNLOADS.tsv"
 
 
 def check(root: str | None, names: Sequence[str] = (), progress: bool = True) -> int:
@@ -68,53 +61,145 @@ def where(name: str) -> int:
     spec = get_spec(name)
     print(f"{name}: {spec.description}; expected images: {spec.count}")
     for layout in spec.layouts:
-        print(f"  <root>/{layout.hr}" + (f"   LR: <root>/{layout.lr}/{layout.lr_name}" if layout.lr else ""))
+        print(f"  <root>/{layout.hr}" + (f"   LR: <root>/{layout.lr}/{layout.lr_name}" if layout.lr else "")
+              + (f"   ({layout.note})" if layout.note else ""))
+    shown = spec.sources[:4]
+    for source in shown:
+        print(f"  download: {source.file_name} from {', '.join(source.urls)} "
+              f"({source.known_hash or 'no published hash'}; {source.hash_source})")
+    if len(spec.sources) > len(shown):
+        print(f"  download: and {len(spec.sources) - len(shown)} more files like these")
     if spec.how_to_get:
         print(f"  to get it: {spec.how_to_get}")
     return 0
 
 
-def _fetch(url: str, archive: Path, root: Path) -> None:
+@dataclass(frozen=True)
+class DownloadOptions:
+    sha256: tuple[str, ...] = ()  # one per file, replacing the published hashes
+    timeout: Timeout = Timeout()
+    retries: int = 2
+    keep_archives: bool = False
+    force: bool = False
+    progress: bool = True
+
+
+def _already_present(name: str, root: Path) -> Dataset | None:
     try:
-        with urllib.request.urlopen(url, timeout=60) as r, open(archive, "wb") as f:
-            shutil.copyfileobj(r, f)
-    except OSError as e:
-        raise DataError(f"cannot download {url}: {e}. Download it yourself and unpack it under {root}.") from None
+        return open_dataset(name, root)
+    except DatasetNotFound:
+        return None
 
 
-def download(name: str, root: Path, expected: Sequence[str]) -> int:
-    urls = ARCHIVES.get(name)
-    if urls is None:
-        raise UsageError(f"download {name}: no official archive to download; to get it: "
-                         f"{get_spec(name).how_to_get or 'bring your own folder'}")
-    if expected and len(expected) != len(urls):
-        names = ", ".join(u.rsplit("/", 1)[1] for u in urls)
-        raise UsageError(f"--sha256: give one value per archive ({len(urls)}: {names})")
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / ("benchmark" if urls[0] == BENCHMARK_URL else "DIV2K")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for i, url in enumerate(urls):
-        file_name = url.rsplit("/", 1)[1]
-        log.info("downloading %s", url)
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            archive = Path(tmp) / file_name
-            _fetch(url, archive, root)
-            digest = sha256_file(archive)
-            if expected and digest != expected[i].lower():
-                raise DataError(f"{file_name}: sha256 {digest} does not match --sha256 {expected[i]}; "
-                                f"nothing was unpacked")
-            with open(root / "DOWNLOADS.tsv", "a") as f:
-                f.write(f"{file_name}\t{digest}\t{url}\n")
-            log.info("%s: sha256 %s (%s)", file_name, digest, "verified" if expected else "recorded in DOWNLOADS.tsv")
-            unpack_to = root if file_name.endswith(".tar") else target
-            if file_name.endswith(".zip"):
-                zipfile.ZipFile(archive).extractall(unpack_to)
-            else:
-                with tarfile.open(archive) as t:
-                    t.extractall(unpack_to, filter="data")
-    ds = open_dataset(name, root)  # raises with the details when the counts are off
-    print(f"{name}: {len(ds)} images at {ds.location}")
+def _record(root: Path, source: Source, sha256: str, url: str, checked: str) -> None:
+    """One line per file in ``<root>/DOWNLOADS.tsv`` (file, sha256, URL, what it was checked against, when)."""
+    path = root / DOWNLOADS_LOG
+    new = not path.exists()
+    with open(path, "a") as f:
+        if new:
+            f.write("file\tsha256\turl\tchecked\tdate\n")
+        when = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        f.write(f"{source.file_name}\t{sha256}\t{url or '(already downloaded)'}\t{checked}\t{when}\n")
+
+
+def _get(source: Source, expected: str | None, root: Path, options: DownloadOptions) -> dict[Path, str]:
+    """Fetch one file, verify it, unpack or place it; returns {file written: where it came from}."""
+    fetched = fetch(
+        mirror_urls(source.file_name, DATA_URL_ENV, source.urls), root / DOWNLOADS_DIR / source.file_name,
+        known_hash=f"sha256:{expected}" if expected else source.known_hash, mirror_env=DATA_URL_ENV,
+        timeout=options.timeout, retries=options.retries, progress=options.progress,
+    )
+    if source.is_archive:
+        into = root / source.unpack_into
+        origins = {f: f"{source.file_name}:{f.relative_to(into).as_posix()}" for f in extract(fetched.path, into)}
+    else:
+        placed = root / str(source.place_at)
+        placed.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(fetched.path, placed)
+        origins = {placed: fetched.url or source.urls[0]}
+    checked = str(fetched.checked) if fetched.checked else "no published hash"
+    _record(root, source, fetched.sha256, fetched.url, checked)
+    if fetched.checked is None:
+        log.warning("%s: no published hash; recorded sha256 %s in %s (pass --sha256 to check it next time)",
+                    source.file_name, fetched.sha256, root / DOWNLOADS_LOG)
+    else:
+        log.info("%s: %s verified; sha256 %s recorded in %s", source.file_name, fetched.checked.algorithm,
+                 fetched.sha256, DOWNLOADS_LOG)
+    if source.is_archive and not options.keep_archives:
+        fetched.path.unlink()
+    return origins
+
+
+def _unpacked(name: str, root: Path, origins: dict[Path, str]) -> Dataset | None:
+    """The dataset in the layout the files just written landed in (None: none of them is its)."""
+    folders = {f.parent for f in origins}
+    for layout in get_spec(name).layouts:
+        if root / layout.hr in folders:
+            return open_layout(name, root, layout)
+    return None
+
+
+def _report(names: Sequence[str], root: Path, origins: dict[Path, str]) -> int:
+    """Open every dataset the new files belong to, print where, and list its files in MANIFEST.tsv."""
+    rows = []
+    for name in names:
+        try:
+            ds = _unpacked(name, root, origins)
+        except DatasetNotFound as e:
+            if name == names[0]:
+                raise
+            log.warning("%s", e)  # an archive shared with the set asked for, incomplete for this one
+            continue
+        if ds is None:
+            if name == names[0]:
+                raise DataError(f"{name}: none of the downloaded files is in one of its folders under {root} "
+                                f"(`python -m sr_bench.data where {name}` lists them); the archive is not the "
+                                f"expected one")
+            continue
+        new = [f for f in dataset_files(ds) if f in origins]
+        rows += [manifest_row(name, root, f, origins[f]) for f in new]
+        print(f"{name}: {len(ds)} images at {ds.location} ({len(new)} files recorded in {MANIFEST})")
+    write_manifest(root, rows)
+    print(f"{root / MANIFEST}: sha256 of {len(rows)} files; `python -m sr_bench.data check --data-root {root}` "
+          f"verifies them")
     return 0
+
+
+def download(name: str, root: Path, options: DownloadOptions = DownloadOptions()) -> int:
+    spec = get_spec(name)
+    if not spec.sources:
+        raise UsageError(f"download {name}: no official archive to download; to get it: "
+                         f"{spec.how_to_get or 'bring your own folder'}")
+    if options.sha256 and len(options.sha256) != len(spec.sources):
+        names = ", ".join(s.file_name for s in spec.sources)
+        raise UsageError(f"--sha256: give one value per file ({len(spec.sources)}: {names})")
+    if not options.force and (present := _already_present(name, root)) is not None:
+        print(f"{name}: already here, {len(present)} images at {present.location}; nothing downloaded "
+              f"(--force downloads it again)")
+        return 0
+    root.mkdir(parents=True, exist_ok=True)
+    origins: dict[Path, str] = {}
+    for i, source in enumerate(spec.sources):
+        origins.update(_get(source, options.sha256[i] if options.sha256 else None, root, options))
+    sharing = [n for n in DATASETS if n != name and set(DATASETS[n].sources) & set(spec.sources)]
+    return _report([name, *sharing], root, origins)
+
+
+def _sha256_arg(text: str) -> str:
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise argparse.ArgumentTypeError(f"expected 64 hex digits (a sha256), got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,11 +218,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="check only these (registered names or folders); default: every registered dataset")
     w = cli.add_common_options(subcommand("where", help="where a dataset is looked for and how to get it"))
     w.add_argument("name", choices=list(DATASETS))
-    d = cli.add_common_options(subcommand("download", help="download and unpack an official archive, explicitly"),
-                               data_root=True)
+    d = cli.add_common_options(subcommand("download", help="download and unpack a dataset's files, explicitly"),
+                               data_root=True, progress=True)
     d.add_argument("--root", dest="data_root", help=argparse.SUPPRESS)  # the old spelling of --data-root
     d.add_argument("name", choices=[n for n in DATASETS if DATASETS[n].layouts])
-    d.add_argument("--sha256", nargs="*", default=[], help="expected sha256 of each archive (recommended)")
+    d.add_argument("--sha256", nargs="*", default=[], type=_sha256_arg, metavar="HEX",
+                   help="expected sha256 of each file, in place of the published hash")
+    d.add_argument("--timeout", type=_seconds, default=Timeout().read, metavar="SECONDS",
+                   help=f"give up on a server that sends nothing for this long (default {Timeout().read:g}); "
+                        f"the connect timeout is the smaller of this and {Timeout().connect:g}")
+    d.add_argument("--retries", type=cli.non_negative_int, default=DownloadOptions.retries, metavar="N",
+                   help="tries again after a timeout or a cut connection, resuming (default %(default)s)")
+    d.add_argument("--keep-archives", action="store_true",
+                   help=f"keep archives in <root>/{DOWNLOADS_DIR} after unpacking")
+    d.add_argument("--force", action="store_true", help="download even when the dataset is already there")
     return p
 
 
@@ -153,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if root is None:
         raise UsageError(f"download {a.name}: no data root; pass --data-root DIR (the folder to unpack into) "
                          f"or set SR_BENCH_DATA=DIR")
-    return download(a.name, root, a.sha256)
+    timeout = Timeout(connect=min(Timeout().connect, a.timeout), read=a.timeout)
+    options = DownloadOptions(tuple(a.sha256), timeout, a.retries, a.keep_archives, a.force, a.progress)
+    return download(a.name, root, options)
 
 
 if __name__ == "__main__":

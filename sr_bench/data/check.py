@@ -6,15 +6,20 @@ HR's size, and where the data root has a ``MANIFEST.tsv`` (columns ``dataset, fi
 width, height, ...``, ``file`` relative to the root) every listed file must exist with that
 sha256 and size. Images are checked on a pool of 2 threads: decoding dominates and PIL/zlib
 release the GIL while they work.
+
+:func:`write_manifest` writes that file (``download`` calls it after unpacking): rows are merged
+into an existing manifest by file, its other rows and columns kept, and the file is replaced in
+one rename.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +29,17 @@ import numpy as np
 from sr_bench.cli import DataError, UsageError
 from sr_bench.data.dataset import Dataset, DatasetImageError, DatasetNotFound, ImageRef, open_dataset
 from sr_bench.data.registry import DATASETS
+from sr_bench.images import atomic_write
 
-__all__ = ["DatasetReport", "Manifest", "ManifestRow", "check_dataset", "check_root", "read_manifest"]
+__all__ = [
+    "MANIFEST_COLUMNS", "DatasetReport", "Manifest", "ManifestRow", "check_dataset", "check_root", "dataset_files",
+    "manifest_row", "read_manifest", "write_manifest",
+]
 
 log = logging.getLogger("sr_bench.data")
 
 MANIFEST = "MANIFEST.tsv"
+MANIFEST_COLUMNS = ("dataset", "file", "sha256", "width", "height", "mode", "source")
 THREADS = 2
 
 
@@ -231,3 +241,47 @@ def check_root(root: Path | None, names: Sequence[str] = (), progress: bool = Fa
         reports.append(check_dataset(found, manifest, progress))
         log.debug("checked %s: %d problem(s)", name, len(reports[-1].problems))
     return reports
+
+
+def dataset_files(ds: Dataset) -> list[Path]:
+    """Every HR file of ``ds`` and each LR file beside it, at every scale that has an LR folder."""
+    files = []
+    for ref in ds.images:
+        files.append(ref.hr_path)
+        files += [p for s in _lr_scales(ref) if (p := ref.lr_path(s)) is not None]
+    return files
+
+
+def manifest_row(dataset: str, root: Path, file: Path, source: str) -> dict[str, str]:
+    """The manifest row of one image file (``file`` under ``root``); ``source`` says where it came from."""
+    from PIL import Image
+
+    data = file.read_bytes()
+    with Image.open(io.BytesIO(data)) as img:  # the header is enough for the size and mode
+        (width, height), mode = img.size, img.mode
+    return {"dataset": dataset, "file": file.relative_to(root).as_posix(), "sha256": hashlib.sha256(data).hexdigest(),
+            "width": str(width), "height": str(height), "mode": mode, "source": source}
+
+
+def write_manifest(root: Path, rows: Sequence[Mapping[str, str]]) -> Path:
+    """Merge ``rows`` into ``<root>/MANIFEST.tsv``: a row for a file already listed replaces it, the
+    other rows (and any extra columns) stay, new files go at the end; written atomically."""
+    path = root / MANIFEST
+    fieldnames, merged = list(MANIFEST_COLUMNS), dict[str, dict[str, str]]()
+    if path.is_file():
+        read_manifest(root)  # a malformed manifest is reported, not rewritten
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t")
+            present = list(reader.fieldnames or ())
+            fieldnames = present + [c for c in MANIFEST_COLUMNS if c not in present]
+            merged = {row["file"]: row for row in reader}
+    for row in rows:
+        merged[row["file"]] = {**merged.get(row["file"], {}), **row}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames, delimiter="\t", lineterminator="\n", restval="")
+            writer.writeheader()
+            writer.writerows(merged.values())
+
+    return atomic_write(path, write)

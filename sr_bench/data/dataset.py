@@ -35,7 +35,7 @@ from sr_bench.resize import downscale
 
 __all__ = [
     "Dataset", "DatasetImageError", "DatasetNotFound", "ImageRef", "ImageTooSmall", "LRSizeError",
-    "SSIM_WINDOW", "cache_dir", "data_root", "expected_lr_shape", "open_dataset",
+    "SSIM_WINDOW", "cache_dir", "data_root", "expected_lr_shape", "open_dataset", "open_layout",
 ]
 
 log = logging.getLogger("sr_bench.data")
@@ -368,9 +368,21 @@ def open_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
     for layout in spec.layouts:
         found = _from_layout(spec, base, layout)
         if isinstance(found, Dataset):
+            if layout.note:
+                log.info("%s: %s", found.location, layout.note)
             return found
         reasons.append(found)
     raise DatasetNotFound(
         f"{name}: expected {spec.count} HR images; looked in: {'; '.join(reasons)}. To get it: {spec.how_to_get}.",
         partial=any(not r.endswith("(not found)") for r in reasons),
     )
+
+
+def open_layout(name: str, root: str | os.PathLike, layout: Layout) -> Dataset:
+    """A registered dataset in one given layout under ``root`` (``download`` checks the copy it
+    just unpacked, not another copy that an earlier layout would find first)."""
+    spec = get_spec(name)
+    found = _from_layout(spec, Path(root), layout)
+    if isinstance(found, str):
+        raise DatasetNotFound(f"{name}: expected {spec.count} HR images; looked in: {found}", partial=True)
+    return found

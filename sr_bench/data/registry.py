@@ -11,10 +11,14 @@ layouts its spec lists, tried in order:
 
 * ``<root>/<Set>/HR`` + ``<root>/<Set>/LR_bicubic/X<s>/<stem>x<s>.png`` (the staged layout),
 * ``<root>/benchmark/<Set>/HR`` + ``.../LR_bicubic/X<s>`` (EDSR's benchmark archive),
+* BasicSR's ``<Set>/GTmod12`` + ``<Set>/LRbicx<s>/<stem>.png`` (HR cropped to a multiple of 12),
+* the same three under ``<root>/datasets/`` (a BasicSR checkout's ``datasets`` folder as the root's parent),
 * ``<root>/DIV2K/DIV2K_{train,valid}_HR`` + ``DIV2K_{train,valid}_LR_bicubic/X<s>/<stem>x<s>.png``.
 
 Where a dataset has no LR file for an image, sr_bench makes it with its MATLAB-exact bicubic.
-The scikit-image photos need no root: they ship inside the installed package.
+The scikit-image photos need no root: they ship inside the installed package. Where each
+dataset's files are downloaded from (``python -m sr_bench.data download NAME``) is its spec's
+``sources`` (:mod:`sr_bench.data.sources`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from sr_bench.cli import UsageError
+from sr_bench.data.sources import DIV2K_BASE_URL, Source, benchmark_archive, div2k_archives, t91_files
 from sr_bench.lookup import Registry, UnknownNameError
 
 __all__ = [
@@ -43,8 +48,8 @@ __all__ = [
     "training_sets",
 ]
 
-BENCHMARK_URL = "https://cv.snu.ac.kr/research/EDSR/benchmark.tar"
-DIV2K_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
+BENCHMARK_URL = benchmark_archive()[0].urls[0]
+DIV2K_URL = DIV2K_BASE_URL
 
 # "benchmark": Y channel, shave = scale; "div2k": RGB, shave = scale + 6 (docs/protocol.md section 3);
 # "train": training images only; "embedded": scikit-image photos, scored as a benchmark.
@@ -56,6 +61,7 @@ class Layout:
     hr: str  # folder of HR images, relative to the data root
     lr: str | None  # folder pattern of LR images, with {s} for the scale
     lr_name: str = "{stem}x{s}.png"
+    note: str = ""  # what a user should know about images found here (logged when the dataset opens)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class DatasetSpec:
     order: int = 1000  # row order in tables (paper order first)
     paper_rows: tuple[int, ...] = ()  # scales of its rows in the paper's Table 3 (published numbers)
     registered: bool = True  # False for a user's folder of images (never called by a registered name)
+    sources: tuple[Source, ...] = ()  # what `python -m sr_bench.data download` fetches; () for none
 
     def __post_init__(self) -> None:
         # a typo in kind would silently change the shave and the channels scored
@@ -136,24 +143,42 @@ def training_sets() -> list[str]:
     return _ordered([s for s in DATASETS.values() if s.kind == "train"])
 
 
+# BasicSR's test sets: HR cropped to a multiple of 12 so one HR serves x2, x3 and x4, and LR files
+# named like their HR (XPixelGroup/BasicSR scripts/matlab_scripts/generate_bicubic_img.m, options/test/*.yml)
+_GTMOD12_NOTE = ("BasicSR's GTmod12: HR cropped to a multiple of 12, so scores differ slightly from the paper's "
+                 "(which crop HR to a multiple of the scale only)")
+
+
+def _benchmark_layouts(name: str, basicsr_names: tuple[str, ...]) -> tuple[Layout, ...]:
+    """EDSR's and BasicSR's layouts, under the root and under ``<root>/datasets`` (a BasicSR checkout)."""
+    layouts = []
+    for base in ("", "datasets/"):
+        layouts += [
+            Layout(f"{base}{name}/HR", f"{base}{name}/LR_bicubic/X{{s}}"),
+            Layout(f"{base}benchmark/{name}/HR", f"{base}benchmark/{name}/LR_bicubic/X{{s}}"),
+        ]
+        layouts += [Layout(f"{base}{folder}/GTmod12", f"{base}{folder}/LRbicx{{s}}", "{stem}.png", _GTMOD12_NOTE)
+                    for folder in (name, *basicsr_names)]
+    return tuple(layouts)
+
+
 def _benchmark(name: str, count: int, what: str, order: int, paper_rows: tuple[int, ...] = (2, 3, 4),
-               how_to_get: str = "") -> DatasetSpec:
+               how_to_get: str = "", basicsr_names: tuple[str, ...] = (), by_request: bool = False) -> DatasetSpec:
     return DatasetSpec(
         name=name,
         kind="benchmark",
         count=count,
-        layouts=(
-            Layout(f"{name}/HR", f"{name}/LR_bicubic/X{{s}}"),
-            Layout(f"benchmark/{name}/HR", f"benchmark/{name}/LR_bicubic/X{{s}}"),
-        ),
+        layouts=_benchmark_layouts(name, basicsr_names),
         how_to_get=how_to_get or (
-            f"download EDSR's benchmark archive {BENCHMARK_URL} and unpack it in the data root "
-            f"(giving <root>/benchmark/{name}/HR), then pass --data-root or set SR_BENCH_DATA"
+            f"`python -m sr_bench.data download {name} --data-root DIR` fetches EDSR's benchmark archive "
+            f"({BENCHMARK_URL}, or $SR_BENCH_DATA_URL/benchmark.tar) and unpacks it, giving "
+            f"DIR/benchmark/{name}/HR; then pass --data-root DIR or set SR_BENCH_DATA=DIR"
         ),
         description=what,
         in_table3=True,
         order=order,
         paper_rows=paper_rows,
+        sources=() if by_request else benchmark_archive(),
     )
 
 
@@ -168,16 +193,19 @@ def _div2k(
         layouts=(
             Layout(f"DIV2K/DIV2K_{split}_HR", f"DIV2K/DIV2K_{split}_LR_bicubic/X{{s}}"),
             Layout(f"DIV2K_{split}_HR", f"DIV2K_{split}_LR_bicubic/X{{s}}"),
+            Layout(f"datasets/DIV2K/DIV2K_{split}_HR", f"datasets/DIV2K/DIV2K_{split}_LR_bicubic/X{{s}}"),
         ),
         stems=stems,
         how_to_get=(
-            f"download DIV2K_{split}_HR.zip (and DIV2K_{split}_LR_bicubic_X2/X3/X4.zip) from {DIV2K_URL} "
-            f"and unpack them into <root>/DIV2K/ (giving <root>/DIV2K/DIV2K_{split}_HR/{stems[0]}.png)"
+            f"`python -m sr_bench.data download {name} --data-root DIR` fetches DIV2K_{split}_HR.zip and "
+            f"DIV2K_{split}_LR_bicubic_X2/X3/X4.zip from {DIV2K_URL} (or $SR_BENCH_DATA_URL) and unpacks them into "
+            f"DIR/DIV2K/ (giving DIR/DIV2K/DIV2K_{split}_HR/{stems[0]}.png)"
         ),
         description=what,
         in_table3=split == "valid",
         order=order,
         paper_rows=paper_rows,
+        sources=div2k_archives(split),
     )
 
 
@@ -190,8 +218,8 @@ EMBEDDED_TRAIN = (
 
 register(_benchmark("Set5", 5, "Bevilacqua et al. 2012; 5 images", order=10))
 register(_benchmark("Set14", 14, "Zeyde et al. 2010; 14 images (bridge is single-channel)", order=20))
-register(_benchmark("B100", 100, "BSD100 test images, 480x321 / 321x480", order=30))
-register(_benchmark("Urban100", 100, "Huang et al. 2015; 100 urban scenes", order=40))
+register(_benchmark("B100", 100, "BSD100 test images, 480x321 / 321x480", order=30, basicsr_names=("BSDS100",)))
+register(_benchmark("Urban100", 100, "Huang et al. 2015; 100 urban scenes", order=40, basicsr_names=("urban100",)))
 register(_div2k("DIV2K", "valid", 801, 900, "DIV2K validation 0801-0900 (Table 3's DIV2K rows)", order=60,
                 paper_rows=(2, 3, 4)))
 register(_div2k("DIV2K-val10", "valid", 801, 810, "DIV2K validation 0801-0810 (Table 2 and training validation)",
@@ -201,10 +229,13 @@ register(DatasetSpec(
     name="T91",
     kind="train",
     count=91,
-    layouts=(Layout("T91/HR", None), Layout("T91", None)),
-    how_to_get="the 91 images of Yang et al. (TIP 2010), e.g. from SRCNN's training set; put them in <root>/T91/HR",
+    layouts=tuple(Layout(folder, None) for folder in ("T91/HR", "T91", "datasets/T91/HR", "datasets/T91")),
+    how_to_get=("`python -m sr_bench.data download T91 --data-root DIR` fetches the 91 images of Yang et al. "
+                "(TIP 2010) into DIR/T91/HR (BMPs from jiny2001/dcscn-super-resolution at a fixed commit, each "
+                "checked by sha256); or put your own copy in <root>/T91/HR"),
     description="Yang et al. 91 training images (SRCNN / VDSR)",
     order=120,
+    sources=t91_files(),
 ))
 register(DatasetSpec(
     name="embedded",
@@ -228,7 +259,7 @@ register(DatasetSpec(
 # ---- Manga109: one registration (HR only in most copies; sr_bench's MATLAB bicubic makes the LR) ----
 register(_benchmark(
     "Manga109", 109, "Matsui et al. 2017; 109 manga images, one per volume (not in the EDSR paper)",
-    order=50, paper_rows=(),
+    order=50, paper_rows=(), basicsr_names=("manga109",), by_request=True,
     how_to_get=(
         "request Manga109 from http://www.manga109.org (academic use) or take it from a super-resolution "
         "benchmark collection; put its 109 HR PNGs in <root>/Manga109/HR or <root>/benchmark/Manga109/HR "
