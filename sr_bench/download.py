@@ -298,8 +298,6 @@ class ResumingDownloader:
                     self._update(block)
                     received += len(block)
                     bar.update(len(block))
-                    if total is not None and received > total:
-                        raise _NextURL(f"sent more than the {total} bytes it announced")
             except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError) as e:
                 got = f"got {received} of {total} bytes" if total is not None else f"got {received} bytes"
                 if _is_read_timeout(e):
@@ -376,6 +374,15 @@ def _already_there(dest: Path, known: KnownHash | None) -> Fetched | None:
     return None
 
 
+def _kept_for(dest: Path, url: str) -> int:
+    """Bytes of ``<dest>.part`` that the next try at ``url`` resumes from (0: it starts over)."""
+    try:
+        same = json.loads(_state_path(dest).read_text()).get("url") == url
+        return part_path(dest).stat().st_size if same else 0
+    except (OSError, ValueError):
+        return 0
+
+
 def _try_url(url: str, dest: Path, known: KnownHash | None, timeout: Timeout, retries: int, progress: bool,
              backoff: float) -> Fetched | str:
     """The file from one URL, or why not (after ``1 + retries`` tries for failures worth retrying)."""
@@ -395,7 +402,7 @@ def _try_url(url: str, dest: Path, known: KnownHash | None, timeout: Timeout, re
         except _Retry as e:
             why = str(e)
             if attempt < retries:
-                kept = part_path(dest).stat().st_size if part_path(dest).is_file() else 0
+                kept = _kept_for(dest, url)
                 log.warning("%s: %s; trying again (%d of %d)%s", url, why, attempt + 2, retries + 1,
                             f", resuming after {_size(kept)}" if kept else "")
                 time.sleep(min(backoff * 2**attempt, 30.0))

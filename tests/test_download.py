@@ -38,7 +38,7 @@ BODY_SHA256 = hashlib.sha256(BODY).hexdigest()
 @dataclass
 class Served:
     body: bytes
-    mode: str = "ok"  # ok | cut (first request only) | stall | stall_after | no_range
+    mode: str = "ok"  # ok | cut (first request only) | stall | stall_after | no_range | pieces
     cut_at: int = 0
     etag: str = '"v1"'
 
@@ -75,18 +75,22 @@ class _Handler(BaseHTTPRequestHandler):
             state.release.wait(30)
             return
         first = len(state.headers_of(name)) == 1
-        start = 0
+        start, end = 0, len(served.body)
         wanted = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-        if wanted and served.mode != "no_range" and self.headers.get("If-Range", served.etag) == served.etag:
-            start = int(wanted.group(1))
+        if served.mode == "pieces":  # a server may send less of a range than asked for (RFC 9110 14.2)
+            start = int(wanted.group(1)) if wanted else 0
+            end = min(end, start + served.cut_at)
+        if (wanted and served.mode != "no_range" and self.headers.get("If-Range", served.etag) == served.etag
+                or served.mode == "pieces"):
+            start = int(wanted.group(1)) if wanted else 0
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(served.body) - 1}/{len(served.body)}")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(served.body)}")
         else:
             self.send_response(200)
-        self.send_header("Content-Length", str(len(served.body) - start))
+        self.send_header("Content-Length", str(end - start))
         self.send_header("ETag", served.etag)
         self.end_headers()
-        rest = served.body[start:]
+        rest = served.body[start:end]
         if served.mode in ("cut", "stall_after") and (first or served.mode == "stall_after"):
             self.wfile.write(rest[: served.cut_at])
             self.wfile.flush()
@@ -170,6 +174,16 @@ def test_a_cut_kept_as_part_is_resumed_by_the_next_run(server, tmp_path):
     assert part_path(tmp_path / "a.bin").stat().st_size == 100_000 and not (tmp_path / "a.bin").exists()
     fetch(server.url("a.bin"), tmp_path / "a.bin", known_hash=BODY_SHA256, timeout=FAST, progress=False)
     assert server.headers_of("a.bin")[-1]["Range"] == "bytes=100000-"
+    assert (tmp_path / "a.bin").read_bytes() == BODY
+
+
+def test_a_short_range_answer_is_truncation_and_the_rest_is_asked_for(server, tmp_path):
+    server.files["a.bin"] = Served(BODY, mode="pieces", cut_at=120_000)
+    with pytest.raises(DownloadError, match=r"a\.bin: truncated: got 120000 of 300000 bytes"):
+        fetch(server.url("a.bin"), tmp_path / "a.bin", known_hash=BODY_SHA256, timeout=FAST, retries=0, progress=False)
+    fetch(server.url("a.bin"), tmp_path / "a.bin", known_hash=BODY_SHA256, timeout=FAST, retries=1, backoff=0,
+          progress=False)
+    assert [h.get("Range") for h in server.headers_of("a.bin")] == [None, "bytes=120000-", "bytes=240000-"]
     assert (tmp_path / "a.bin").read_bytes() == BODY
 
 
@@ -457,7 +471,8 @@ def test_download_checks_the_published_md5_before_unpacking(set5_offline, tmp_pa
     assert f"{server.url('mirror/benchmark.tar')}: md5 mismatch: got {md5}, expected 4ace41d33c2384b97e6b320cd0afd6ba" \
         in err
     assert f"{server.url('official/benchmark.tar')}: HTTP 404" in err and "SR_BENCH_DATA_URL=<base URL>" in err
-    assert _leftovers(root) == ["downloads"] and _leftovers(root / "downloads") == []  # no DOWNLOADS.tsv, nothing unpacked
+    # no DOWNLOADS.tsv, no MANIFEST.tsv, nothing unpacked, no archive or part kept
+    assert _leftovers(root) == ["downloads"] and _leftovers(root / "downloads") == []
 
 
 def test_a_file_without_published_hash_has_its_sha256_recorded(server, tmp_path, capsys):

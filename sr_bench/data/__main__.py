@@ -122,9 +122,11 @@ def _get(source: Source, expected: str | None, root: Path, options: DownloadOpti
     if fetched.checked is None:
         log.warning("%s: no published hash; recorded sha256 %s in %s (pass --sha256 to check it next time)",
                     source.file_name, fetched.sha256, root / DOWNLOADS_LOG)
-    else:
-        log.info("%s: %s verified; sha256 %s recorded in %s", source.file_name, fetched.checked.algorithm,
-                 fetched.sha256, DOWNLOADS_LOG)
+    elif fetched.checked.algorithm == "sha256":
+        log.info("%s: sha256 %s verified (recorded in %s)", source.file_name, fetched.sha256, DOWNLOADS_LOG)
+    else:  # only an md5 is published: the sha256 is recorded so that later copies can be checked with it
+        log.info("%s: %s verified (the published hash); its sha256 %s is recorded in %s", source.file_name,
+                 fetched.checked, fetched.sha256, DOWNLOADS_LOG)
     if source.is_archive and not options.keep_archives:
         fetched.path.unlink()
     return origins
