@@ -438,15 +438,20 @@ def fetch(
         raise ValueError("fetch: no URL given")
     known = KnownHash.parse(known_hash) if known_hash else None
     path = Path(dest)
-    if (found := _already_there(path, known)) is not None:
-        return found
-    path.parent.mkdir(parents=True, exist_ok=True)
     failures = []
-    for url in url_list:
-        result = _try_url(url, path, known, timeout, retries, progress, backoff)
-        if isinstance(result, Fetched):
-            return result
-        failures.append(f"{url}: {result}")
+    try:
+        if (found := _already_there(path, known)) is not None:
+            return found
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for url in url_list:
+            result = _try_url(url, path, known, timeout, retries, progress, backoff)
+            if isinstance(result, Fetched):
+                return result
+            failures.append(f"{url}: {result}")
+    except OSError as e:  # our side: a full disk, a read-only folder (no other URL would help)
+        where = e.filename or path.parent
+        raise DownloadError(f"cannot download {path.name}: cannot write {where} ({e.strerror or e}); free some "
+                            f"space or choose a writable folder, and run the command again") from None
     raise DownloadError(_advice(path, known, failures, mirror_env))
 
 

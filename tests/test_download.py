@@ -522,3 +522,27 @@ def test_manifest_merge_keeps_other_rows_and_columns(tmp_path):
                      "Set5\tSet5/HR/b.png\tdd\t3\t3\tRGB\tnew\t"]
     assert read_manifest(tmp_path).rows["Set5/HR/b.png"].sha256 == "dd"  # type: ignore[union-attr]
 
+
+
+def test_a_destination_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("a file where the download folder should be")
+    src = tmp_path / "a.bin"
+    src.write_bytes(BODY)
+    with pytest.raises(DownloadError, match=r"cannot download a\.bin: cannot write .*file.*; free some space or "
+                                            r"choose a writable folder"):
+        fetch(src.as_uri(), tmp_path / "file" / "a.bin", progress=False)
+
+
+def test_truncated_and_non_archives_are_refused_whole(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("d/f")
+        info.size = len(BODY)
+        tf.addfile(info, io.BytesIO(BODY))
+    (tmp_path / "cut.tar.gz").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    with pytest.raises(DataError, match=r"cut\.tar\.gz: cannot unpack \(Compressed file ended"):
+        extract(tmp_path / "cut.tar.gz", tmp_path / "out")
+    (tmp_path / "page.zip").write_bytes(b"<html>Not Found</html>")  # what a misconfigured mirror serves
+    with pytest.raises(DataError, match=r"page\.zip: not a zip or tar archive"):
+        extract(tmp_path / "page.zip", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
