@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sr_bench.cli import DataError
 from sr_bench.data import DATASETS
@@ -484,8 +485,6 @@ def test_a_file_without_published_hash_has_its_sha256_recorded(server, tmp_path,
     sources = []
     for i, name in enumerate(names):
         buf = io.BytesIO()
-        from PIL import Image
-
         Image.fromarray(_tiny(i, 20, 24)).save(buf, format="PNG")
         server.files[name] = Served(buf.getvalue())
         sources.append(Source(name, (server.url(name),), None, "test: none", place_at=f"T91/HR/{name}"))
@@ -546,3 +545,45 @@ def test_truncated_and_non_archives_are_refused_whole(tmp_path):
     with pytest.raises(DataError, match=r"page\.zip: not a zip or tar archive"):
         extract(tmp_path / "page.zip", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_download_div2k_zips_into_div2k_and_list_each_file_once(server, tmp_path, monkeypatch, capsys):
+    """DIV2K-val10 is 10 of DIV2K's 100 validation images: the four official-style zips are unpacked
+    into <root>/DIV2K, both sets open, and each file is in MANIFEST.tsv once, under the set asked for."""
+    from sr_bench.data.__main__ import main
+
+    digests = []
+    for name, folder, suffix in [("DIV2K_valid_HR.zip", "DIV2K_valid_HR", "")] + [
+            (f"DIV2K_valid_LR_bicubic_X{s}.zip", f"DIV2K_valid_LR_bicubic/X{s}", f"x{s}") for s in (2, 3, 4)]:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for i in range(801, 901):
+                hr = _tiny(i, 24, 36)
+                s = int(suffix[1:]) if suffix else 1
+                png = io.BytesIO()
+                Image.fromarray(downscale(hr, s) if s > 1 else hr).save(png, format="PNG")
+                zf.writestr(f"{folder}/{i:04d}{suffix}.png", png.getvalue())
+        server.files[f"mirror/{name}"] = Served(buf.getvalue())
+        digests.append(hashlib.sha256(buf.getvalue()).hexdigest())
+    specs = {n: DATASETS[n] for n in ("DIV2K", "DIV2K-val10")}
+    offline = tuple(replace(s, urls=(server.url(f"official/{s.file_name}"),)) for s in specs["DIV2K"].sources)
+    for n, spec in specs.items():
+        DATASETS.remove(n)
+        register(replace(spec, sources=offline))
+    monkeypatch.setenv("SR_BENCH_DATA_URL", server.url("mirror"))
+    root = tmp_path / "data"
+    try:
+        assert main(["download", "DIV2K-val10", "--data-root", str(root), "--no-progress", "--sha256", *digests]) == 0
+    finally:
+        for n, spec in specs.items():
+            DATASETS.remove(n)
+            register(spec)
+    out = capsys.readouterr().out
+    hr = root / "DIV2K" / "DIV2K_valid_HR"
+    assert f"DIV2K-val10: 10 images at {hr} (40 files recorded" in out
+    assert f"DIV2K: 100 images at {hr} (360 files" in out
+    rows = (root / "MANIFEST.tsv").read_text().splitlines()[1:]
+    assert len(rows) == 400 and len({r.split("\t")[1] for r in rows}) == 400
+    assert "DIV2K-val10\tDIV2K/DIV2K_valid_LR_bicubic/X3/0805x3.png\t" in "\n".join(rows)
+    assert main(["check", "--data-root", str(root), "--datasets", "DIV2K", "--no-progress"]) == 0
+    assert "LR files: x2 100, x3 100, x4 100; sha256 400 verified" in capsys.readouterr().out

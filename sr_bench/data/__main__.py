@@ -143,7 +143,7 @@ def _unpacked(name: str, root: Path, origins: dict[Path, str]) -> Dataset | None
 
 def _report(names: Sequence[str], root: Path, origins: dict[Path, str]) -> int:
     """Open every dataset the new files belong to, print where, and list its files in MANIFEST.tsv."""
-    rows = []
+    rows, listed = [], set[Path]()
     for name in names:
         try:
             ds = _unpacked(name, root, origins)
@@ -158,7 +158,9 @@ def _report(names: Sequence[str], root: Path, origins: dict[Path, str]) -> int:
                                 f"(`python -m sr_bench.data where {name}` lists them); the archive is not the "
                                 f"expected one")
             continue
-        new = [f for f in dataset_files(ds) if f in origins]
+        # DIV2K-val10 shares DIV2K's files: each file is listed once, under the first set named
+        new = [f for f in dataset_files(ds) if f in origins and f not in listed]
+        listed.update(new)
         rows += [manifest_row(name, root, f, origins[f]) for f in new]
         print(f"{name}: {len(ds)} images at {ds.location} ({len(new)} files recorded in {MANIFEST})")
     write_manifest(root, rows)
