@@ -22,6 +22,7 @@ from sr_bench.weights import (
     export_safetensors,
     load_weights,
     partial_load,
+    published,
     read_state_dict,
     resolve_weights,
     sha256_file,
@@ -122,7 +123,7 @@ def fake_published(monkeypatch):
     prefix = hashlib.sha256(payload).hexdigest()[:8]
     spec = WeightsSpec("fake-x2", "edsr-baseline", (2,), ("https://example.invalid/fake-1.pt",), "fake-1.pt", prefix,
                        None)
-    monkeypatch.setitem(weights._WEIGHTS._items, "fake-x2", spec)
+    monkeypatch.setitem(published._WEIGHTS._items, "fake-x2", spec)
     monkeypatch.delenv("SR_BENCH_WEIGHTS_URL", raising=False)
     monkeypatch.delenv("SR_BENCH_WEIGHTS_DIR", raising=False)
     real = torch.hub.download_url_to_file
@@ -206,7 +207,7 @@ def test_cache_is_hash_checked(tmp_path, monkeypatch):
     payload = b"official weights bytes"
     prefix = hashlib.sha256(payload).hexdigest()[:8]
     spec = WeightsSpec("fake-x2", "edsr-baseline", (2,), ("https://example.invalid/fake.pt",), "fake.pt", prefix, None)
-    monkeypatch.setitem(weights._WEIGHTS._items, "fake-x2", spec)
+    monkeypatch.setitem(published._WEIGHTS._items, "fake-x2", spec)
     calls = []
 
     def download(url, dst, hash_prefix=None, progress=True):
@@ -261,7 +262,7 @@ def test_load_identifies_registered_checkpoints_by_hash(tmp_path, monkeypatch):
     path = tmp_path / "renamed.pt"
     torch.save(tiny().state_dict(), path)
     spec = WeightsSpec("fake", "edsr-baseline", (2,), ("https://example.invalid/f.pt",), "f.pt", sha256(path)[:8], None)
-    monkeypatch.setitem(weights._WEIGHTS._items, "fake", spec)
+    monkeypatch.setitem(published._WEIGHTS._items, "fake", spec)
     assert load_weights(tiny(), path).name == "fake"
 
 
