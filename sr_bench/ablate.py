@@ -29,9 +29,11 @@ from sr_bench.evaluate import evaluate, load_candidates
 from sr_bench.images import atomic_write
 from sr_bench.inference import resolve_device
 from sr_bench.lookup import Registry
+from sr_bench.models.registry import parse_option
 from sr_bench.paths import default_results_dir
 from sr_bench.records import append_records, environment, find_record, git_commit, read_records
 from sr_bench.reproduce import available_datasets
+from sr_bench.train import make_config, train_or_reuse
 from sr_bench.train.config import PROFILES, check_fields, run_name
 from sr_bench.train.memory import training_memory
 
@@ -210,8 +212,6 @@ def _config_changes(v: Variant, options: dict[str, Any]) -> dict[str, Any]:
 
 def _train(model: str, scale: int, changes: dict[str, Any], config: AblateConfig, out: Path, label: str) -> Any:
     """Train one variant (or pick up its finished or interrupted run in ``out``)."""
-    from sr_bench.train import train_or_reuse
-
     log.info("training '%s' (%s x%d, %s profile) -> %s", label, model, scale, config.profile, out)
     return train_or_reuse(config.profile, model, scale, out, data_root=config.data_root, device=config.device,
                           seed=config.seed, **{**config.overrides, **changes})
@@ -222,8 +222,6 @@ def _run_dir(config: AblateConfig, model: str, scale: int, changes: dict[str, An
     such as ``loss=l1``) is the one ``sr_bench.reproduce`` trains: share its folder instead of
     training it twice (the trainer checks again that the recipes agree). Only x2 runs: the paper
     profile's x3/x4 runs start from x2, so a from-scratch x3/x4 run is never reproduce's."""
-    from sr_bench.train import make_config
-
     same = make_config(config.profile, model, scale, **changes) == make_config(config.profile, model, scale)
     if scale == 2 and config.seed == 0 and same:
         return Path(config.runs) / run_name(config.profile, model, scale)
@@ -472,8 +470,6 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sr_bench.models.registry import parse_option
-
     p = cli.parser("python -m sr_bench.ablate", __doc__.split("\n\n")[0])
     cli.add_common_options(p, device=True, data_root=True, results=True)
     p.add_argument("--no-bn", action="store_true", help="batch norm in the residual blocks vs none (Sec. 3.1)")

@@ -10,7 +10,7 @@ It reports, for the config the ``--profile`` gives (default ``paper``: batch 16,
   timed over a few updates after warm-up;
 * **end to end**: updates/s through the real trainer (:func:`sr_bench.train.train`: data
   sampling, logging, checkpoints) for ``--updates`` updates, and its ratio to the compute-only
-  step (issue 10's target: at least 0.9);
+  step (the aim is at least 0.9: data, logging and checkpoints cost under a tenth of the time);
 * **FLOP/s and MFU**: training FLOPs per update are 3x the forward's (the backward costs two
   forwards, the usual convention), forward FLOPs from :mod:`sr_bench.flops`. MFU is achieved /
   peak. The peak is ``--peak-tflops``, else a table of known GPUs (dense bf16 tensor-core figures
@@ -37,9 +37,17 @@ from typing import Any
 import torch
 
 from sr_bench import cli
+from sr_bench.data import DatasetNotFound, open_dataset
+from sr_bench.data import data_root as find_data_root
+from sr_bench.evaluate import evaluate, load_candidates
+from sr_bench.flops import flops_per_lr_pixel
 from sr_bench.images import atomic_write
-from sr_bench.inference import resolve_device
+from sr_bench.inference import prepare_model, resolve_device
+from sr_bench.models import create, get_spec
 from sr_bench.models.registry import parse_option
+from sr_bench.paths import default_results_dir
+from sr_bench.train import make_config, resolve_config, train
+from sr_bench.train.trainer import Trainer, time_amp
 from sr_bench.weights import check_weights_path
 
 __all__ = ["BenchResult", "StepTiming", "time_updates", "time_forward", "peak_flops", "train_flops_per_update",
@@ -80,9 +88,6 @@ class StepTiming:
 def _resolved(cfg: Any, device: torch.device, batch: int) -> Any:
     """``cfg`` with the trainer's precision for this device: its ``amp auto`` rule (on CUDA it
     times fp32 against bf16 on the network, as :func:`sr_bench.train.train` does)."""
-    from sr_bench.train import resolve_config
-    from sr_bench.train.trainer import time_amp
-
     probe = cfg.replace(**{"runtime.device": str(device), "data.dataset": "embedded-train", "val.dataset": "embedded",
                            "model.init": None})
     cfg = resolve_config(probe)
@@ -96,8 +101,6 @@ def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warm
     """Time ``updates`` updates of ``cfg``'s network by the trainer's own ``Trainer.step`` on random
     tensors already on ``device``, after ``warmup`` untimed ones. ``patch_size``/``batch_size``
     replace the config's, to time a smaller crop where a full one is too slow (the CPU)."""
-    from sr_bench.train.trainer import Trainer
-
     device = torch.device(resolve_device(str(device)))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -124,9 +127,6 @@ def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warm
 def time_forward(model: str, scale: int, device: str | torch.device, *, size: int = 64, repeats: int = 2,
                  options: dict[str, Any] | None = None) -> float:
     """Seconds of one float32 inference forward of ``model`` on a ``size`` x ``size`` LR image."""
-    from sr_bench.inference import prepare_model
-    from sr_bench.models import create, get_spec
-
     device = torch.device(resolve_device(str(device)))
     spec = get_spec(model)
     net = prepare_model(create(model, scale=None if spec.multi_scale else scale, **(options or {})), device)
@@ -178,8 +178,6 @@ def peak_flops(device: str | torch.device, peak_tflops: float | None = None) -> 
 
 def train_flops_per_update(cfg: Any) -> float:
     """3x the forward FLOPs of one minibatch (the backward is counted as two forwards)."""
-    from sr_bench.flops import flops_per_lr_pixel
-
     scale = cfg.model.scales[0]
     per_px = flops_per_lr_pixel(cfg.model.name, scale, **cfg.model.options)
     return 3 * per_px * cfg.data.patch_size**2 * cfg.data.batch_size
@@ -207,9 +205,6 @@ class BenchResult:
 
 def _end_to_end(cfg: Any, device: str, updates: int, data_root: str | None) -> float:
     """Updates/s of the real trainer over ``updates`` updates (validation on one image, at the end)."""
-    from sr_bench.data import data_root as find_data_root
-    from sr_bench.train import train
-
     with tempfile.TemporaryDirectory(prefix="sr_bench_bench_") as tmp:
         changes: dict[str, Any] = {"out": tmp, "runtime.device": device, "optim.iterations": updates,
                                    "val.every": 0, "val.max_images": 1, "runtime.save_every": max(updates, 1),
@@ -224,9 +219,6 @@ def _end_to_end(cfg: Any, device: str, updates: int, data_root: str | None) -> f
 
 def _eval_speed(device: str, data_root: str | None, weights: str, n_images: int) -> list[dict[str, Any]]:
     """EDSR+ x4 images/s and PSNR in float32 and bfloat16 on Urban100 (else the embedded photos)."""
-    from sr_bench.data import DatasetNotFound, open_dataset
-    from sr_bench.evaluate import evaluate, load_candidates
-
     try:
         ds = open_dataset("Urban100", data_root)
     except DatasetNotFound:
@@ -248,8 +240,6 @@ def measure(model: str, scale: int, *, device: str = "auto", profile: str = "pap
             step_updates: int = 10, peak_tflops: float | None = None, data_root: str | None = None,
             eval_images: int = 0, eval_weights: str = "random", changes: dict[str, Any] | None = None) -> BenchResult:
     """Everything in the module docstring, for one config; ``eval_images=0`` skips evaluation."""
-    from sr_bench.train import make_config
-
     dev = resolve_device(device)
     if eval_images and eval_weights not in ("random", "official", "none"):
         check_weights_path(eval_weights)  # a missing file fails now, not after the timing runs
@@ -307,7 +297,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     r = measure(a.model, a.scale, device=a.device, profile=a.profile, updates=a.updates, step_updates=a.step_updates,
                 peak_tflops=a.peak_tflops, data_root=a.data_root, eval_images=a.eval_images,
                 eval_weights=a.eval_weights, changes=dict(a.set))
-    from sr_bench.paths import default_results_dir
 
     out = a.out or Path(a.results or default_results_dir()) / f"bench-{a.model}-x{a.scale}.json"
     text = json.dumps(asdict(r), indent=1)

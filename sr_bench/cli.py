@@ -10,6 +10,9 @@ options it uses with :func:`add_common_options` and wraps its ``main`` in :func:
 - ``-q`` / ``-v`` set the log level; log lines go through ``tqdm.write`` so they never print
   over a progress bar.
 
+The error classes live in :mod:`sr_bench.errors` (so library modules raise them without
+importing the command line) and are re-exported here.
+
 Shared options mean the same thing in every command: ``--device`` (default ``auto``: CUDA when
 available, else CPU), ``--data-root`` (default ``$SR_BENCH_DATA``), ``--results`` (a folder),
 ``--no-progress``, ``-q/-v``, ``--debug``, ``--version``, ``--weights-dir`` (published checkpoints
@@ -26,6 +29,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from sr_bench import __version__
+from sr_bench.errors import DataError, UsageError, UserError
 from sr_bench.paths import RESULTS_HELP
 
 __all__ = [
@@ -36,34 +41,10 @@ __all__ = [
 log = logging.getLogger("sr_bench")
 
 
-class UserError(Exception):
-    """A problem with what the user gave (not a bug): printed as one line, no traceback."""
-
-    exit_code = 1
-
-
-class UsageError(UserError, ValueError):
-    """Bad usage: an option, a name or a combination that cannot work. Exit status 2."""
-
-    exit_code = 2
-
-
-class DataError(UserError):
-    """Bad data: a file that is missing, unreadable or inconsistent. Exit status 1."""
-
-    exit_code = 1
-
-
-def _version() -> str:
-    from sr_bench import __version__
-
-    return __version__
-
-
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` with ``--version`` and ``--debug``, the options every command has."""
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--version", action="version", version=f"sr_bench {_version()}")
+    p.add_argument("--version", action="version", version=f"sr_bench {__version__}")
     p.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     return p
 

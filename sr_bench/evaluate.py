@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import hashlib
 import io
 import logging
 import os
@@ -24,23 +23,24 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from sr_bench import baselines, cli
+from sr_bench import baselines, cli, sr_folder
+from sr_bench import weights as wts
 from sr_bench.cli import DataError, UsageError, command
-from sr_bench.data import DATASETS, Dataset, benchmark_names, open_dataset
+from sr_bench.data import Dataset, benchmark_names, open_dataset
 from sr_bench.images import as_batch, atomic_write, quantize
 from sr_bench.inference import memory_size_arg, parse_dtype, prepare_model, resolve_device, super_resolve_modes
 from sr_bench.models import create, get_spec, names, parse_option
 from sr_bench.paths import default_results_dir
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
 from sr_bench.records import Record, append_records, default_label, environment, read_records, records_lock
-from sr_bench.weights import set_weights_dir
+from sr_bench.scoring import DataFingerprint, dataset_identity, score_image, set_fields
+from sr_bench.tables.table3 import write_table3
 
 __all__ = [
     "PER_IMAGE_FIELDS", "Candidate", "EvalConfig", "dataset_identity", "evaluate", "evaluate_model",
@@ -135,8 +135,6 @@ def load_candidates(
     ``sr_bench.models.create`` options (ablation knobs) the weights were trained with.
     """
     options = dict(options or {})
-    from sr_bench import weights as wts
-
     spec = get_spec(name)
     bad = [s for s in scales if s not in spec.scales]
     if bad:
@@ -198,24 +196,13 @@ def _load(dataset: Dataset, i: int, scales: Sequence[int], need_lr: bool):
     return hr, hr_sha, lrs
 
 
-def dataset_identity(dataset: Dataset) -> str:
-    """What a record calls ``dataset``: the registered name, or for a folder of the user's the
-    folder's resolved absolute path, so a user folder named ``Set5`` is never taken for Set5."""
-    if dataset.name in DATASETS and DATASETS[dataset.name] == dataset.spec:
-        return dataset.name
-    where = Path(dataset.location)
-    folder = where if where.name == dataset.name else where.parent  # <folder>/HR holds the images
-    return str(folder.resolve())
-
-
 @dataclass
 class _Tally:
     """What ``evaluate`` accumulates while it runs, per candidate and per scale."""
 
     per_image: dict[tuple[int, bool], list[dict]]
     seconds: dict[int, float]
-    fingerprints: dict[int, Any]  # scale -> running sha256
-    lr_sources: dict[int, set[str]]
+    fingerprints: dict[int, DataFingerprint]  # per scale
 
 
 def evaluate(
@@ -237,8 +224,7 @@ def evaluate(
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     scales = sorted({c.scale for c in candidates})
     tally = _Tally({(k, se): [] for k in range(len(candidates)) for se in self_ensemble},
-                   {k: 0.0 for k in range(len(candidates))}, {s: hashlib.sha256() for s in scales},
-                   {s: set() for s in scales})
+                   {k: 0.0 for k in range(len(candidates))}, {s: DataFingerprint() for s in scales})
     bar = tqdm(total=n * len(candidates), desc=f"{dataset.name} ({protocol.name})", file=sys.stderr,
                disable=not progress, unit="sr")
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -253,8 +239,7 @@ def evaluate(
             inputs = {}
             for s in scales:
                 lr, lr_sha, origin = lrs.get(s, (None, "y-first", "y-first"))
-                tally.fingerprints[s].update(f"{stem}\t{hr_sha}\t{lr_sha}\n".encode())
-                tally.lr_sources[s].add(origin)
+                tally.fingerprints[s].add(stem, hr_sha, lr_sha, origin)
                 inputs[s] = protocol.model_input(reference, lr, s)
             for k, cand in enumerate(candidates):
                 t0 = time.perf_counter()
@@ -262,8 +247,7 @@ def evaluate(
                 outputs = super_resolve_modes(cand.module, x, cand.scale, tuple(self_ensemble), tile=tile,
                                               memory_budget=memory_budget)
                 for se, out in outputs.items():
-                    score = protocol.score_reference(quantize(out), reference, cand.scale)
-                    tally.per_image[(k, se)].append({"image": stem, "psnr": score.psnr, "ssim": score.ssim})
+                    tally.per_image[(k, se)].append(score_image(protocol, quantize(out), reference, cand.scale, stem))
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 tally.seconds[k] += time.perf_counter() - t0
@@ -275,35 +259,25 @@ def evaluate(
 def _records(candidates: Sequence[Candidate], dataset: Dataset, protocol: Protocol, self_ensemble: Sequence[bool],
              tally: _Tally, device: str, dtype: str, tile: int | None) -> list[Record]:
     env = environment(device)
-    ds_id = dataset_identity(dataset)
     records = []
     for k, cand in enumerate(candidates):
         for se in self_ensemble:
-            rows = tally.per_image[(k, se)]
-            origin = tally.lr_sources[cand.scale]
             records.append(
                 Record(
                     model=cand.name,
                     weights=cand.weights_sha256,
-                    dataset=ds_id,
                     scale=cand.scale,
                     self_ensemble=se,
                     protocol=protocol.name,
-                    psnr=float(np.mean([r["psnr"] for r in rows])),
-                    ssim=float(np.mean([r["ssim"] for r in rows])),
-                    n_images=len(rows),
-                    per_image=rows,
                     weights_source=cand.weights_source,
                     profile=cand.profile,
                     model_options=cand.options,
-                    data_sha256=tally.fingerprints[cand.scale].hexdigest(),
-                    lr_source=next(iter(origin)) if len(origin) == 1 else "mixed",
                     device=device,
                     dtype=dtype,
                     tile=tile,
                     seconds=round(tally.seconds[k], 3),
                     label=cand.record_label,
-                    n_expected=len(dataset),
+                    **set_fields(dataset, tally.per_image[(k, se)], tally.fingerprints[cand.scale]),
                     **env,
                 )
             )
@@ -501,11 +475,9 @@ def _score_models(config: EvalConfig, existing: list[Record]) -> list[Record]:
 
 
 def _score_sr_folder(config: EvalConfig, existing: list[Record]) -> list[Record]:
-    from sr_bench.sr_folder import score_sr_folder  # written separately; imported only when used
-
     if len(config.labels) != 1:
         raise UsageError("--sr-dir needs one --label NAME: the Table 3 column these SR images are shown as")
-    records = score_sr_folder(
+    records = sr_folder.score_sr_folder(
         str(config.sr_dir), label=config.labels[0], datasets=config.datasets, scales=config.scales,
         protocol=config.protocol, data_root=config.data_root, pattern=config.sr_pattern,
         allow_partial=config.allow_partial, progress=config.progress,
@@ -518,8 +490,6 @@ def _score_sr_folder(config: EvalConfig, existing: list[Record]) -> list[Record]
 
 def run(config: EvalConfig) -> list[Record]:
     from tabulate import tabulate
-
-    from sr_bench.tables.table3 import write_table3
 
     if bool(config.models) == bool(config.sr_dir):
         raise UsageError("give either --model NAME ... or --sr-dir DIR --label NAME (one, not both)")
@@ -585,7 +555,7 @@ def _parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     a = _parser().parse_args(argv)
     cli.setup_logging(a.verbosity)
-    set_weights_dir(a.weights_dir)  # a process-wide setting of the command line, as $SR_BENCH_WEIGHTS_DIR
+    wts.set_weights_dir(a.weights_dir)  # a process-wide setting of the command line, as $SR_BENCH_WEIGHTS_DIR
     if a.out is not None:
         if a.records is not None and a.records != a.out:
             raise UsageError(f"--out {a.out} and --records {a.records} disagree; --out is the old name of "

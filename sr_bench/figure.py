@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sr_bench import cli
+from sr_bench import cli, models
 from sr_bench.data import Dataset, open_dataset
-from sr_bench.evaluate import model_input_tensor
+from sr_bench.evaluate import load_candidates, model_input_tensor
 from sr_bench.images import as_batch, atomic_write, decode_image, quantize
+from sr_bench.inference import resolve_device, super_resolve
 from sr_bench.paths import results_and_records
 from sr_bench.protocols import PROTOCOLS, Protocol, Reference, get_protocol
 from sr_bench.records import Record, read_records
+from sr_bench.sr_folder import find_sr_file
 
 __all__ = ["Panel", "FigureResult", "Method", "resolve_method", "make_figure", "main"]
 
@@ -83,8 +85,6 @@ class Method:
 
 
 def _has_parameters(name: str, scale: int) -> bool:
-    from sr_bench import models
-
     spec = models.get_spec(name)
     if spec.params and (spec.multi_scale or scale in spec.scales):
         return bool(spec.num_params(scale))
@@ -95,8 +95,6 @@ def _has_parameters(name: str, scale: int) -> bool:
 def _run_model(module: torch.nn.Module, channels: int | None, name: str, ds: Dataset, i: int, scale: int,
                protocol: Protocol, reference: Reference, device: str) -> np.ndarray:
     """The quantised output ``evaluate`` scores for image ``i`` (same input path)."""
-    from sr_bench.inference import super_resolve
-
     hr, hr_sha = ds.read_hr(i)
     lr = None if protocol.y_first else ds.read_lr(i, scale, hr, hr_sha)[0]
     x = model_input_tensor(protocol.model_input(reference, lr, scale), channels, device, protocol, name)
@@ -106,8 +104,6 @@ def _run_model(module: torch.nn.Module, channels: int | None, name: str, ds: Dat
 
 def _from_records(label: str, records: Sequence[Record], ds: Dataset, i: int, scale: int, protocol: Protocol,
                   reference: Reference, device: str) -> Method | None:
-    from sr_bench.sr_folder import find_sr_file
-
     mine = [r for r in records if r.label == label]
     mine.sort(key=lambda r: (r.scale == scale, r.dataset == ds.name, r.date))  # best match last
     for r in reversed(mine):
@@ -120,8 +116,6 @@ def _from_records(label: str, records: Sequence[Record], ds: Dataset, i: int, sc
                 raise cli.DataError(str(e)) from None
     for r in reversed(mine):
         if r.source == "model" and r.weights_source and Path(r.weights_source).is_file():
-            from sr_bench.evaluate import load_candidates
-
             (cand,) = load_candidates(r.model, [scale], r.weights_source, device, options=r.model_options)
             sr = _run_model(cand.module, cand.in_channels, r.model, ds, i, scale, protocol, reference, device)
             return Method(label, sr, f"{r.model} with {r.weights_source}")
@@ -131,8 +125,6 @@ def _from_records(label: str, records: Sequence[Record], ds: Dataset, i: int, sc
 def resolve_method(label: str, records: Sequence[Record], ds: Dataset, i: int, scale: int, protocol: Protocol,
                    reference: Reference, device: str = "cpu") -> Method:
     """The output of ``label`` for image ``i`` of ``ds`` (see the module docstring for the order)."""
-    from sr_bench import models
-
     if label in models.names() and not _has_parameters(label, scale):
         module = models.create(label, scale=scale).to(device).eval()
         channels = getattr(module, "in_channels", None)
@@ -298,7 +290,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbosity)
-    from sr_bench.inference import resolve_device
 
     results, records_file = results_and_records(args.results, args.records)
     records = read_records(records_file)

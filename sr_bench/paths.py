@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sr_bench.errors import UsageError
+
 __all__ = ["checkout_root", "check_folder_option", "default_results_dir", "results_and_records", "RESULTS_HELP"]
 
 RESULTS_HELP = ("results folder (default: results/ of the sr_bench clone when run inside one, "
@@ -34,12 +36,10 @@ def default_results_dir(cwd: Path | None = None) -> Path:
 
 
 def check_folder_option(option: str, path: str | Path | None, *, must_exist: bool = False) -> None:
-    """Raise ``cli.UsageError`` when ``path``, given as ``option``, is a file (a folder is needed),
+    """Raise :class:`~sr_bench.errors.UsageError` when ``path``, given as ``option``, is a file (a folder is needed),
     or, with ``must_exist``, when it does not exist. None (the option not given) passes."""
     if path is None:
         return
-    from sr_bench.cli import UsageError  # cli imports this module
-
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise UsageError(f"{option} {path}: is a file, not a folder; pass a folder (or a new name)")

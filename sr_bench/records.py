@@ -25,6 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypedDict
 
+from sr_bench import __version__
+from sr_bench.data.registry import DATASETS
+from sr_bench.errors import DataError
 from sr_bench.images import atomic_write
 
 __all__ = [
@@ -149,8 +152,6 @@ class Record:
 
 def _registered_count(dataset: str) -> int | None:
     """Images a registered dataset has (schema-1 records did not store it)."""
-    from sr_bench.data.registry import DATASETS
-
     return DATASETS[dataset].count if dataset in DATASETS else None
 
 
@@ -189,8 +190,6 @@ class Environment(TypedDict):
 def environment(device: str) -> Environment:
     """The fields of a record that say where and when it was measured."""
     import torch
-
-    from sr_bench import __version__
 
     if device.startswith("cuda") and torch.cuda.is_available():
         host = torch.cuda.get_device_name(torch.device(device))
@@ -311,8 +310,6 @@ def read_records(path: str | os.PathLike) -> list[Record]:
     try:
         records, bad = _parse(path)
     except (UnicodeDecodeError, IsADirectoryError) as e:
-        from sr_bench.cli import DataError
-
         why = ("is a folder" if isinstance(e, IsADirectoryError)
                else f"is not a text file ({e.reason} at byte {e.start})")
         raise DataError(f"{path}: {why}, not a records file (JSON Lines, as `python -m sr_bench.evaluate` "

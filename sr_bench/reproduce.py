@@ -26,14 +26,19 @@ from typing import Any
 import torch
 
 from sr_bench import cli
+from sr_bench.bench import peak_flops, time_updates, train_flops_per_update
 from sr_bench.data import DatasetNotFound, data_root, evaluation_sets, open_dataset
 from sr_bench.evaluate import Candidate, evaluate, load_candidates
+from sr_bench.flops import flops_per_lr_pixel
 from sr_bench.images import atomic_write
 from sr_bench.inference import resolve_device
+from sr_bench.models import names as model_names
 from sr_bench.models.registry import parse_option
 from sr_bench.paths import check_folder_option, default_results_dir
 from sr_bench.records import append_records, environment, find_record, git_commit, read_records
+from sr_bench.tables.table1 import write_table1
 from sr_bench.tables.table3 import Column, Skip, write_table3
+from sr_bench.train import make_config, train_or_reuse
 from sr_bench.train.config import GPU_BRIEF, PROFILES, check_fields, run_name
 from sr_bench.weights import set_weights_dir, weights_for
 
@@ -154,8 +159,6 @@ def plan(config: ReproduceConfig, datasets: Sequence[str]) -> list[Job]:
 
 def _train(job: Job, scale: int, config: ReproduceConfig) -> Any:
     """Train one run, or resume it, or pick up its finished weights; returns its TrainResult."""
-    from sr_bench.train import train_or_reuse
-
     out = config.runs_dir / run_name(config.profile, job.model, scale)
     changes = dict(config.overrides)
     if job.warm_start_from and scale != job.warm_start_from:
@@ -167,8 +170,9 @@ def _train(job: Job, scale: int, config: ReproduceConfig) -> Any:
 
 # ---- the dry run: the plan with estimated times ------------------------------------------------
 
-#: end-to-end updates/s over the compute-only step, measured on an H200 before the trainer's speed
-#: work (issue 10: 58 updates/s against a 12.5 ms step for edsr-baseline x2); estimates divide by it
+#: end-to-end updates/s over the compute-only step, measured with ``python -m sr_bench.bench`` on an
+#: H200 before the trainer's speed work of November 2026 (58 updates/s against a 12.5 ms step for
+#: edsr-baseline x2); estimates divide by it
 END_TO_END = 0.72
 
 
@@ -206,9 +210,6 @@ def _time_job(job: Job, config: ReproduceConfig, deadline: float, speeds: list[f
     3 timed updates of the real config. CPU: 1 update of 16x16 crops x 2, scaled by the FLOP
     count (small crops run below full speed: the estimate errs long). A timing that would end past
     ``deadline`` is replaced by the FLOPs at the mean speed timed so far (``speeds``, FLOP/s)."""
-    from sr_bench.bench import time_updates, train_flops_per_update
-    from sr_bench.train import make_config
-
     runs = [None] if len(PROFILES.get(config.profile)(job.model, 2).model.scales) > 1 else list(job.scales)
     cuda = torch.device(config.device_name).type == "cuda"
     updates, step, hows = {}, {}, set()
@@ -234,8 +235,6 @@ def _time_job(job: Job, config: ReproduceConfig, deadline: float, speeds: list[f
 
 @functools.cache
 def _flops_per_lr_pixel(model: str, scale: int) -> float:
-    from sr_bench.flops import flops_per_lr_pixel
-
     return flops_per_lr_pixel(model, scale)  # ~1 s for the big models, even on the meta device
 
 
@@ -272,8 +271,6 @@ def estimate(config: ReproduceConfig, jobs: Sequence[Job], *, budget_s: float = 
 
 
 def _cpu_speed() -> float:
-    from sr_bench.bench import peak_flops
-
     return peak_flops("cpu")[0]
 
 
@@ -301,7 +298,8 @@ def dry_run_text(config: ReproduceConfig, estimates: Sequence[Estimate], dataset
     lines += ["", f"Total: {_duration(total)} for profile {config.profile}; {_duration(paper)} for the paper profile "
               f"(3e5 updates per run; the paper's final EDSR/MDSR used 1e6: x3.3 more).",
               "How: " + "; ".join(sorted({f"{e.model}: {e.how}" for e in estimates if e.how})) + ". Training time "
-              f"is the timed compute-only update / {END_TO_END} (the end-to-end share measured in issue 10); "
+              f"is the timed compute-only update / {END_TO_END} (the end-to-end share python -m sr_bench.bench "
+              "measured on an H200); "
               "evaluation is the forward FLOPs of every image (8 forwards with self-ensemble) at the FLOP/s of "
               "the timed updates. Estimates: the real run's times go in the Table 3 header."]
     return "\n".join(lines) + "\n"
@@ -435,8 +433,6 @@ def run(config: ReproduceConfig) -> Path:
     table3 = write_table3(read_records(records_path), results / "table3.md", skipped=skipped, title_note=note)
     log.info("table 3: %s", table3.resolve())
     if config.table1:
-        from sr_bench.tables.table1 import write_table1
-
         table1 = write_table1(results / "table1.md", config.device_name)
         log.info("table 1: %s", Path(table1).resolve())
     log.info("done in %.1f min; records: %s", (time.time() - t0) / 60, records_path.resolve())
@@ -467,8 +463,6 @@ def parse_args(argv: Sequence[str] | None = None) -> ReproduceConfig:
 
 
 def _config(a: Any) -> ReproduceConfig:
-    from sr_bench.models import names as model_names
-
     unknown = [m for m in a.models or () if m not in model_names()]
     if unknown:
         raise cli.UsageError(f"--models: unknown model(s) {', '.join(unknown)}; registered: {', '.join(model_names())}")

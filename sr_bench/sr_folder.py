@@ -18,8 +18,9 @@ pattern         ``--sr-pattern`` with ``{dataset}`` ``{scale}``    anything else
 The extension in a layout is only the usual one: any image extension sr_bench reads is accepted,
 but two files for one image (``a.png`` and ``a.PNG``, or ``a.png`` and ``a.jpg``) are refused.
 
-Scoring is ``evaluate``'s own code (``Protocol.reference`` / ``score_reference`` on the HR from
-``open_dataset``), so a folder of sr_bench's outputs scores exactly what ``evaluate`` gives.
+Scoring is the code ``evaluate`` uses too (:mod:`sr_bench.scoring`: ``Protocol.reference`` /
+``score_reference`` on the HR from ``open_dataset``), so a folder of sr_bench's outputs scores
+exactly what ``evaluate`` gives.
 Everything that can be checked from file headers (missing files, duplicates, sizes, 16-bit or gray
 outputs) is checked for every requested (dataset, scale) before any image is scored, and all the
 problems are reported in one message; nothing is returned, so nothing is written, when refused.
@@ -41,12 +42,13 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from sr_bench.cli import DataError, UsageError
 from sr_bench.data import Dataset, open_dataset
 from sr_bench.data.dataset import generated_lr_source
+from sr_bench.errors import DataError, UsageError
 from sr_bench.images import IMAGE_EXTENSIONS, ImageError, as_batch, decode_image
 from sr_bench.protocols import Protocol, get_protocol
 from sr_bench.records import Record, environment
+from sr_bench.scoring import DataFingerprint, score_image, set_fields
 
 __all__ = ["LAYOUTS", "SrLayout", "SrSet", "find_sr_file", "find_sr_set", "score_sr_folder", "sr_fingerprint"]
 
@@ -254,34 +256,24 @@ def _decode(path: Path) -> np.ndarray:
 
 
 def _score_set(found: SrSet, protocol: Protocol, root: Path, label: str, bar: tqdm) -> Record:
-    from sr_bench.evaluate import dataset_identity  # evaluate imports this module: import it late
-
     ds, scale = found.dataset, found.scale
-    fingerprint, origins, rows = hashlib.sha256(), set(), []
+    fingerprint, rows = DataFingerprint(), []
     t0 = time.perf_counter()
     for i in sorted(found.files):
         hr, hr_sha = ds.read_hr(i)
         stem = ds.images[i].stem
         lr_sha, origin = _lr_sha(ds, i, scale, hr_sha, protocol)
-        fingerprint.update(f"{stem}\t{hr_sha}\t{lr_sha}\n".encode())
-        origins.add(origin)
+        fingerprint.add(stem, hr_sha, lr_sha, origin)
         reference = protocol.reference(as_batch(hr), ds.is_benchmark)
-        score = protocol.score_reference(as_batch(_decode(found.files[i])), reference, scale)
-        rows.append({"image": stem, "psnr": score.psnr, "ssim": score.ssim})
+        rows.append(score_image(protocol, as_batch(_decode(found.files[i])), reference, scale, stem))
         bar.update(1)
     assert found.layout is not None
     env = environment("cpu")
     return Record(
-        model="sr-folder", weights=None,
-        dataset=dataset_identity(ds),
-        scale=scale, self_ensemble=False, protocol=protocol.name,
-        psnr=float(np.mean([r["psnr"] for r in rows])), ssim=float(np.mean([r["ssim"] for r in rows])),
-        n_images=len(rows), per_image=rows,
+        model="sr-folder", weights=None, scale=scale, self_ensemble=False, protocol=protocol.name,
         model_options={"sr_layout": found.layout.name, "sr_pattern": found.layout.pattern},
-        data_sha256=fingerprint.hexdigest(),
-        lr_source=next(iter(origins)) if len(origins) == 1 else "mixed",
         dtype="uint8", seconds=round(time.perf_counter() - t0, 3),
-        label=label, n_expected=len(ds), source="sr-folder", sr_dir=str(root),
+        label=label, source="sr-folder", sr_dir=str(root), **set_fields(ds, rows, fingerprint),
         sr_sha256=sr_fingerprint(list(found.files.values()), root),
         sr_bench_version=env["sr_bench_version"], torch_version=env["torch_version"], host=env["host"],
         date=env["date"],
@@ -302,8 +294,8 @@ def score_sr_folder(
 ) -> list[Record]:
     """Score the SR images under ``sr_dir``: one record per (dataset, scale), model "sr-folder".
 
-    Raises :class:`~sr_bench.cli.DataError` listing every missing, duplicate, wrongly sized,
-    16-bit or gray file before anything is scored, and :class:`~sr_bench.cli.UsageError` for
+    Raises :class:`~sr_bench.errors.DataError` listing every missing, duplicate, wrongly sized,
+    16-bit or gray file before anything is scored, and :class:`~sr_bench.errors.UsageError` for
     arguments that cannot work.
     """
     root = Path(sr_dir).expanduser().resolve()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from sr_bench import baselines
+from sr_bench import baselines, sr_folder
 from sr_bench.data import open_dataset
 from sr_bench.evaluate import evaluate, evaluate_model, load_candidates, main
 from sr_bench.records import Record, read_records
@@ -92,7 +91,7 @@ def test_cuda_evaluation_matches_cpu(monkeypatch):
     assert gpu.psnr == pytest.approx(cpu.psnr, abs=1e-3) and torch.cuda.is_available()
 
 
-# --- outputs, identity and labels (issues 9 and 11) ---
+# --- outputs, identity and labels ---
 
 def _photos(folder, n=2, size=(40, 48)):
     """A user's folder of small RGB images (not a registered dataset)."""
@@ -241,8 +240,6 @@ def test_per_image_csv_has_one_row_per_image_and_reruns_replace_rows(tmp_path):
 
 
 def test_sr_dir_routes_to_the_sr_folder_scorer(tmp_path, monkeypatch):
-    import types
-
     seen = {}
 
     def score_sr_folder(sr_dir, **kwargs):
@@ -251,7 +248,7 @@ def test_sr_dir_routes_to_the_sr_folder_scorer(tmp_path, monkeypatch):
                        protocol="paper", psnr=37.0, ssim=0.95, n_images=5, per_image=[], label="theirs",
                        source="sr-folder", sr_dir=str(sr_dir), sr_sha256="f" * 64)]
 
-    monkeypatch.setitem(sys.modules, "sr_bench.sr_folder", types.SimpleNamespace(score_sr_folder=score_sr_folder))
+    monkeypatch.setattr(sr_folder, "score_sr_folder", score_sr_folder)
     assert main(["--sr-dir", str(tmp_path), "--label", "theirs", "--datasets", "Set5", "--scales", "2", "--no-progress",
                  "-q", "--records", str(tmp_path / "r.jsonl"), "--sr-pattern", "{dataset}/{stem}.png"]) == 0
     assert seen == dict(sr_dir=str(tmp_path), label="theirs", datasets=["Set5"], scales=[2], protocol="paper",

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_bench.cli import DataError, UsageError
 from sr_bench.data.dataset import Dataset, DatasetImageError, DatasetNotFound, ImageRef, open_dataset
 from sr_bench.data.registry import DATASETS
+from sr_bench.errors import DataError, UsageError
 from sr_bench.images import atomic_write
 
 __all__ = [

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sr_bench.cli import DataError
 from sr_bench.data.registry import (
     DATASETS,
     EMBEDDED_EVAL,
@@ -30,6 +29,7 @@ from sr_bench.data.registry import (
     get_spec,
     skimage_data_dir,
 )
+from sr_bench.errors import DataError
 from sr_bench.images import IMAGE_EXTENSIONS, ImageError, atomic_write, decode_image
 from sr_bench.resize import downscale
 

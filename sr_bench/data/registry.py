@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from sr_bench.cli import UsageError
 from sr_bench.data.sources import DIV2K_BASE_URL, Source, benchmark_archive, div2k_archives, t91_files
+from sr_bench.errors import UsageError
 from sr_bench.lookup import Registry, UnknownNameError
 
 __all__ = [

@@ -13,10 +13,11 @@ Your own network needs no registration: ``create("my_pkg.my_module:factory", sca
 input_range=255)`` or an installed ``sr_bench.models`` entry point (see
 :mod:`sr_bench.models.external`) resolve through the same :func:`get_spec` / :func:`create`.
 
-Model modules are imported explicitly below; importing them only registers their factories.
+Model modules are imported explicitly below; importing them only registers their factories (and,
+for :mod:`~sr_bench.models.external`, the source of names outside the registry).
 """
 
-from sr_bench.models import bicubic, edsr, srresnet, vdsr  # noqa: F401  (registration)
+from sr_bench.models import bicubic, edsr, external, srresnet, vdsr  # noqa: F401  (registration)
 from sr_bench.models.bicubic import Bicubic
 from sr_bench.models.edsr import EDSR, MDSR
 from sr_bench.models.registry import (

@@ -41,9 +41,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from sr_bench.models.registry import ModelSpec, UnknownModelError
+from sr_bench.models import registry
+from sr_bench.models.registry import ModelSpec, UnknownModelError, add_model_source
 
-__all__ = ["GROUP", "WRAPPER_OPTIONS", "ExternalModelError", "resolve", "entry_point_names", "adapt"]
+__all__ = ["GROUP", "WRAPPER_OPTIONS", "ExternalModelError", "ExternalModels", "resolve", "entry_point_names", "adapt"]
 
 GROUP = "sr_bench.models"
 WRAPPER_OPTIONS = ("input_range", "scales", "receptive_field")
@@ -104,8 +105,6 @@ def _default_scales(factory: Callable[..., Any]) -> tuple[int, ...]:
 def resolve(name: str) -> tuple[ModelSpec, Callable[..., nn.Module]] | None:
     """(spec, factory) for an import path or an entry-point name; None when ``name`` is neither
     (or when loading the entry point registered ``name`` in the registry itself)."""
-    from sr_bench.models import registry
-
     target = _import_path(name) if ":" in name else _entry_point(name)
     if target is None or name in registry.names():
         return None
@@ -208,3 +207,17 @@ def adapt(
         net.in_channels = 3  # type: ignore[assignment]
     net.__class__ = _adapted_class(base, takes_scale)  # type: ignore[arg-type]
     return net
+
+
+class ExternalModels:
+    """The model source (:class:`~sr_bench.models.registry.ModelSource`) of import paths and
+    ``sr_bench.models`` entry points; added to the registry when this module is imported."""
+
+    def resolve(self, name: str) -> tuple[ModelSpec, Callable[..., nn.Module]] | None:
+        return resolve(name)
+
+    def listed_names(self) -> list[str]:
+        return entry_point_names()
+
+
+add_model_source(ExternalModels())  # registration only: nothing is imported or scanned until a name is asked for

@@ -13,8 +13,10 @@ states one that disagrees is refused). Registration happens when the module defi
 is imported; ``sr_bench.models`` imports every model module explicitly (no folder scans), and
 registering does no work beyond storing the function.
 
-Names outside the registry resolve too (see :mod:`sr_bench.models.external`): an import path
-``"my_pkg.my_module:factory"`` and the names of the ``sr_bench.models`` entry-point group.
+Names outside the registry resolve through *model sources* (:class:`ModelSource`) added with
+:func:`add_model_source`: :mod:`sr_bench.models.external` adds one for an import path
+``"my_pkg.my_module:factory"`` and the names of the ``sr_bench.models`` entry-point group. This
+module imports no source; a source imports this module.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from torch import nn
 
@@ -32,7 +34,7 @@ from sr_bench.models.common import UnsupportedScaleError
 
 __all__ = [
     "ModelSpec", "register_model", "create", "names", "get_spec", "get_factory", "parse_option", "options",
-    "UnknownModelError", "UnknownOptionError", "ARCH_ARGUMENTS",
+    "UnknownModelError", "UnknownOptionError", "ARCH_ARGUMENTS", "ModelSource", "add_model_source",
 ]
 
 Loss = Literal["l1", "l2"]
@@ -184,18 +186,39 @@ def _unregister(name: str) -> None:
     _MODELS.remove(name)
 
 
+class ModelSource(Protocol):
+    """Where names that are not registered may come from (see :func:`add_model_source`)."""
+
+    def resolve(self, name: str) -> tuple[ModelSpec, Callable[..., nn.Module]] | None:
+        """(spec, factory) for ``name``, or None when this source does not know it."""
+        ...
+
+    def listed_names(self) -> list[str]:
+        """Names this source offers, shown when a name is unknown (may be empty)."""
+        ...
+
+
+_SOURCES: list[ModelSource] = []
+
+
+def add_model_source(source: ModelSource) -> ModelSource:
+    """Ask ``source`` for names the registry does not hold, after the sources added before it."""
+    if source not in _SOURCES:
+        _SOURCES.append(source)
+    return source
+
+
 def _entry(name: str) -> _Entry:
     if name in _MODELS:
-        return _MODELS.get(name)
-    from sr_bench.models import external  # an import path or an installed entry point
-
-    found = external.resolve(name)
-    if found is not None:
-        return _Entry(*found)
-    if name in _MODELS:  # an entry point's module may register the name itself when loaded
-        return _MODELS.get(name)
+        return _MODELS[name]
+    for source in _SOURCES:
+        found = source.resolve(name)
+        if found is not None:
+            return _Entry(*found)
+        if name in _MODELS:  # loading a plugin's module may register the name itself
+            return _MODELS[name]
     message = _MODELS.unknown_message(name)
-    plugins = external.entry_point_names()
+    plugins = [n for source in _SOURCES for n in source.listed_names()]
     if plugins:
         message += f"; installed plugins: {', '.join(plugins)}"
     raise UnknownModelError(message)
@@ -213,7 +236,8 @@ def get_factory(name: str) -> Callable[..., nn.Module]:
 
 def names(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted; ``pattern`` is a shell-style filter such as ``"edsr*"``.
-    Entry-point plugins are not listed (see :func:`sr_bench.models.external.entry_point_names`)."""
+    Names of model sources are not listed (entry-point plugins: see
+    :func:`sr_bench.models.external.entry_point_names`)."""
     return _MODELS.names(pattern)
 
 

@@ -18,7 +18,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from sr_bench.cli import DataError
+from sr_bench.errors import DataError
 from sr_bench.images import atomic_write
 from sr_bench.train.config import TrainConfig
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from sr_bench.images import atomic_write
 from sr_bench.lookup import Registry
+from sr_bench.models import get_spec
 
 __all__ = [
     "EXECUTION_FIELDS",
@@ -175,8 +177,6 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     def save(self, path: str | Path) -> Path:
-        from sr_bench.images import atomic_write
-
         text = self.to_json() + "\n"
         return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
@@ -310,8 +310,6 @@ def config_diff(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ()) ->
 
 
 def _model_defaults(name: str, scale: int | None) -> ModelConfig:
-    from sr_bench.models import get_spec
-
     spec = get_spec(name)
     if spec.multi_scale:
         if scale is not None and scale not in spec.scales:
@@ -400,8 +398,9 @@ def smoke_profile(model: str = "edsr-baseline", scale: int | None = 2) -> TrainC
 #: gpu-profile updates per (model, scale); multi-scale models (key scale None) train all their
 #: scales in one run. Chosen so the whole Table 3 (training and evaluation) fits 12 minutes on one
 #: H100/H200 in two ``--models`` parts of at most 6 minutes. Estimates from speeds measured on an
-#: H200 before the trainer's speed work (issue 10: edsr-baseline x2 55-61 updates/s end to end,
-#: edsr x2 28.7 ms per update in bf16), until a GPU run of ``reproduce --profile gpu`` measures them:
+#: H200 with ``python -m sr_bench.bench`` before the trainer's speed work of November 2026
+#: (edsr-baseline x2 55-61 updates/s end to end, edsr x2 28.7 ms per update in bf16), until a GPU
+#: run of ``reproduce --profile gpu`` measures them:
 #: edsr 2,500 + 2 x 800 updates ~ 2.0 min, every other model together ~ 3 min at those speeds.
 GPU_ITERATIONS: dict[tuple[str, int | None], int] = {
     ("edsr-baseline", 2): 3000,

@@ -52,9 +52,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from sr_bench import __version__
-from sr_bench.cli import UsageError
 from sr_bench.data import DatasetNotFound, open_dataset
 from sr_bench.data import data_root as find_data_root
+from sr_bench.errors import UsageError
 from sr_bench.inference import resolve_device
 from sr_bench.train import patches as P
 from sr_bench.train.checkpoint import (

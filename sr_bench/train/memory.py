@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from sr_bench.models import create
+
 __all__ = ["saved_for_backward_bytes", "peak_step_mib", "training_memory"]
 
 
@@ -29,8 +31,6 @@ def _batch(scale: int, batch: int, patch: int, device: str):
 
 def saved_for_backward_bytes(model: str, scale: int, options: dict[str, Any], batch: int = 16, patch: int = 48) -> int:
     """Bytes of the distinct storages autograd saves in one forward pass (parameters excluded)."""
-    from sr_bench.models import create
-
     net = create(model, scale=scale, **options).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     x, _ = _batch(scale, batch, patch, "cpu")
     seen: dict[int, int] = {}
@@ -79,8 +79,6 @@ def peak_step_mib(
 ) -> float:
     """Peak memory one training step adds (MiB); NaN on a CPU platform without /proc."""
     if device.startswith("cuda"):
-        from sr_bench.models import create
-
         net = create(model, scale=scale, **options)
         net = net.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         opt = torch.optim.Adam(net.parameters(), 1e-4)

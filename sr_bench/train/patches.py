@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from sr_bench.cli import DataError
+from sr_bench.data import cache_dir as default_cache_dir
+from sr_bench.errors import DataError
+from sr_bench.images import atomic_write
 
 __all__ = [
     "ImageStore",
@@ -190,8 +192,6 @@ def _write_pack(folder: Path, names: list[str], scales, images) -> None:
     is written last, so a pack without a complete index is never used."""
     import tempfile
 
-    from sr_bench.images import atomic_write
-
     folder.mkdir(parents=True, exist_ok=True)
     kinds = _kinds(scales)
     tmp: dict[str, Path] = {}
@@ -270,7 +270,6 @@ def load_images(
         return ImageStore(names, scales, entries, arrays=arrays, description=f"{dataset.name} in memory")
     if cache != "disk":
         raise ValueError(f"cache must be 'memory' or 'disk', got {cache!r}")
-    from sr_bench.data import cache_dir as default_cache_dir
 
     root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = root / "train-packs" / f"{dataset.name}-{_fingerprint(dataset, scales)}"

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+from sr_bench.images import atomic_write
+
 __all__ = ["plot_log", "read_log"]
 
 
@@ -26,8 +28,6 @@ def plot_log(log: str | os.PathLike | list[dict], png: str | os.PathLike, title:
     """Draw ``png`` from a run's log (a path or its records); returns the path written."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from sr_bench.images import atomic_write
 
     records = read_log(log) if not isinstance(log, list) else log
     val = [r for r in records if r.get("event") == "val"]

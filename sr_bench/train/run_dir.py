@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sr_bench.cli import UsageError
+from sr_bench.errors import UsageError
 from sr_bench.images import atomic_write, remove_stale_temps
 from sr_bench.train.checkpoint import checkpoint_config, load_checkpoint
 from sr_bench.train.config import EXECUTION_FIELDS, TrainConfig, config_diff

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sr_bench.data import DatasetNotFound, open_dataset
+from sr_bench.evaluate import evaluate_model
+
 __all__ = ["validate", "resolve_val_dataset"]
 
 
@@ -19,7 +22,6 @@ def resolve_val_dataset(name: str, train_dataset: str, root: str | None) -> str:
     present, else Set5 when present, else the embedded photos. Other names are returned as given."""
     if name != "auto":
         return name
-    from sr_bench.data import DatasetNotFound, open_dataset
 
     candidates = (["DIV2K-val10"] if train_dataset.startswith("DIV2K") else []) + ["Set5"]
     for candidate in candidates:
@@ -48,9 +50,6 @@ def validate(
 
     The model is put in eval mode for the duration and restored to its previous mode after.
     """
-    from sr_bench.data import open_dataset
-    from sr_bench.evaluate import evaluate_model
-
     ds = open_dataset(dataset, root)
     was_training = model.training
     model.eval()

@@ -30,8 +30,7 @@ MEMORY_MODELS = {
 
 
 def _trainer(amp: str, channels_last: bool = True, model: str = "edsr-baseline", options: dict | None = None):
-    from sr_bench.train import make_config
-    from sr_bench.train import Trainer
+    from sr_bench.train import Trainer, make_config
 
     cfg = make_config(
         "paper", model, 2,
