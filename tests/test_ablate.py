@@ -89,7 +89,7 @@ def test_stability_tolerates_older_logs_without_the_new_fields(tmp_path):
 def test_res_scale_verdict_sees_a_validation_drop_that_final_psnr_hides():
     ab = ABLATIONS.get("res-scale")(AblateConfig([]))
     ref = {**_measured(36.66), "stability": {"largest_validation_drop_db": 0.0}}
-    alt = {**_measured(36.77), "stability": {"largest_validation_drop_db": 1.95}}  # issue 10: 36.77 after a dip
+    alt = {**_measured(36.77), "stability": {"largest_validation_drop_db": 1.95}}  # a measured run: 36.77 after a dip
     text = verdict(ab, ref, alt, bicubic_psnr=33.66)
     assert text.startswith("partly held") and "1.95 dB" in text
     calm = {**alt, "stability": {"largest_validation_drop_db": 0.1}}

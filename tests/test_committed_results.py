@@ -1,4 +1,4 @@
-"""Every committed number can be recomputed (issue 12.7): the weights behind the committed
+"""Every committed number can be recomputed: the weights behind the committed
 EDSR-baseline records are committed under ``results/weights/``, and a committed cell is
 recomputed from them here, image by image, to 1e-9 dB.
 

@@ -1,4 +1,4 @@
-"""``pip install .`` gives a working sr_bench (issue 9.7): the wheel is built from a copy of the
+"""``pip install .`` gives a working sr_bench: the wheel is built from a copy of the
 sources, installed with torch into a fresh virtual environment (no system site-packages, no
 editable link to this checkout), and its console scripts are run from an empty folder.
 

@@ -62,7 +62,7 @@ class _FakeClock:
 @pytest.mark.parametrize(
     ("fp32_ms", "bf16_ms", "expected"),
     [
-        (10.1, 12.5, "none"),  # EDSR-baseline on an H200 (issue 10): launch-bound, bf16 slower
+        (10.1, 12.5, "none"),  # EDSR-baseline on an H200 (python -m sr_bench.bench): launch-bound, bf16 slower
         (54.5, 28.7, "bf16"),  # EDSR 32x256: bf16 1.9x faster
         (10.0, 9.8, "none"),  # 2% faster is within timing noise: bf16 must earn its precision cost
         (10.0, 9.4, "bf16"),  # 6% faster: worth it
