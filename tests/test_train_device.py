@@ -81,7 +81,7 @@ def test_amp_auto_picks_what_the_clock_measured(fp32_ms, bf16_ms, expected):
 
 
 def test_amp_auto_choice_is_made_once_and_cached_in_the_run_folder(data, tmp_path, monkeypatch):
-    from sr_bench.train import loop
+    from sr_bench.train import plan as run_plan
     from sr_bench.train.run_dir import AMP_CACHE, open_run
 
     calls = []
@@ -90,19 +90,18 @@ def test_amp_auto_choice_is_made_once_and_cached_in_the_run_folder(data, tmp_pat
         calls.append(batch)
         return AmpChoice("bf16", {"none": 54.5, "bf16": 28.7}, "timed: fp32 54.50 ms, bf16 28.70 ms per update")
 
-    monkeypatch.setattr(loop, "time_amp", fake_time_amp)
+    monkeypatch.setattr(run_plan, "time_amp", fake_time_amp)
     cfg = _cfg(data, tmp_path / "run").replace(**{"runtime.amp": "auto"})
     folder = open_run(cfg)
-    ctx = loop._Ctx(cfg, torch.device("cpu"), 0, 1, folder, lambda msg: None)
-    record = loop._choose_amp(ctx)
-    assert ctx.cfg.runtime.amp == "bf16" and calls == [4]  # timed on the run's batch of 4
+    where = run_plan.Placement(device=torch.device("cpu"))
+    plan = run_plan._plan(cfg, where, folder)
+    assert plan.config.runtime.amp == "bf16" and calls == [4]  # timed on the run's batch of 4
+    assert cfg.runtime.amp == "auto"  # the plan holds the choice; the config it was given is left alone
     folder.out.mkdir()
-    folder.write_amp(record)
+    folder.write_amp(plan.amp_record)
     assert json.loads((folder.out / AMP_CACHE).read_text())["amp"] == "bf16"
     # a resumed run reads the cache instead of timing again (its precision never changes midway)
-    ctx2 = loop._Ctx(cfg, torch.device("cpu"), 0, 1, folder, lambda msg: None)
-    loop._choose_amp(ctx2)
-    assert ctx2.cfg.runtime.amp == "bf16" and calls == [4]
+    assert run_plan._plan(cfg, where, folder).config.runtime.amp == "bf16" and calls == [4]
 
 
 # ---- batches on the device -----------------------------------------------------------------------

@@ -16,9 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sr_bench.train import make_config, train
+from sr_bench.train import Trainer, make_config, resolve_config, train
 from sr_bench.train.__main__ import main
-from sr_bench.train.loop import Trainer, resolve_config
 
 TINY = {"blocks": 2, "filters": 16}
 TINY_MDSR = {"blocks": 1, "filters": 8}
@@ -295,3 +294,29 @@ def test_two_process_ddp_matches_one_process(data, tmp_path):
     assert moved > 1e-4  # training moved the weights well beyond the tolerance below
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-6)
+
+
+def test_the_plan_is_read_and_never_changed_by_the_run(data, tmp_path, monkeypatch):
+    """train() resolves the config once into a RunPlan; every later phase only reads it: the
+    config the plan holds when the phases start is the one it holds at the end, the one written
+    to config.json and the checkpoint, and the result's. The caller's config is left alone."""
+    from sr_bench.train import loop
+
+    seen = {}
+    real_run = loop._run
+
+    def spy(plan, callbacks, say):
+        seen["start"] = plan.config.to_dict()
+        result = real_run(plan, callbacks, say)
+        seen["end"] = plan.config.to_dict()
+        return result
+
+    monkeypatch.setattr(loop, "_run", spy)
+    cfg = _cfg(data, tmp_path / "run", **{"optim.iterations": 4, "runtime.device": "auto"})
+    asked = cfg.to_dict()
+    result = train(cfg)
+    assert seen["start"] == seen["end"] == result.config.to_dict()
+    assert json.loads((tmp_path / "run" / "config.json").read_text()) == seen["start"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["config"] == seen["start"]
+    assert cfg.to_dict() == asked and seen["start"]["runtime"]["device"] != "auto"  # resolved in the plan only

@@ -18,7 +18,8 @@ from sr_bench import cli
 from sr_bench.models import parse_option
 from sr_bench.train.checkpoint import checkpoint_config, load_checkpoint
 from sr_bench.train.config import PROFILES, TrainConfig, make_config, restate_iterations
-from sr_bench.train.loop import train, training_dataset
+from sr_bench.train.loop import train
+from sr_bench.train.plan import training_dataset
 from sr_bench.train.run_dir import CHECKPOINT
 
 __all__ = ["main", "build_parser", "config_from_args"]

@@ -18,13 +18,14 @@ from typing import Any, cast
 import numpy as np
 import torch
 
+from sr_bench import __version__
 from sr_bench.errors import DataError
 from sr_bench.images import atomic_write
 from sr_bench.train.config import TrainConfig
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "save_checkpoint", "load_checkpoint",
-    "checkpoint_config", "rng_state", "set_rng_state", "seed_everything",
+    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "training_state", "save_checkpoint",
+    "load_checkpoint", "checkpoint_config", "rng_state", "set_rng_state", "seed_everything",
 ]
 
 CHECKPOINT_FORMAT = "sr_bench-train-checkpoint"
@@ -33,6 +34,20 @@ CHECKPOINT_VERSION = 1
 
 class CheckpointError(DataError):
     """A training checkpoint that cannot be read; the message names the file and the fix."""
+
+
+def training_state(
+    config: TrainConfig, trainer: dict[str, Any], iteration: int, rng: dict[str, Any], history: list[dict],
+    train_seconds: float,
+) -> dict[str, Any]:
+    """What a checkpoint holds: the trainer's ``state_dict`` (model, optimizer, scheduler, grad
+    scaler), the number of updates done, the run's config, :func:`rng_state`, the validation
+    history and the training seconds so far, tagged with this format and the versions."""
+    return {
+        "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **trainer,
+        "iteration": iteration, "config": config.to_dict(), "rng": rng, "history": history,
+        "train_seconds": train_seconds, "sr_bench_version": __version__, "torch_version": str(torch.__version__),
+    }
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:

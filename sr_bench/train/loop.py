@@ -1,13 +1,15 @@
 """The trainer: :func:`train` runs one :class:`~sr_bench.train.config.TrainConfig`, in phases.
 
-1. **resolve** the config once (:func:`resolve_config`: validated, device, amp rule, datasets);
-2. **open the run folder** (:func:`sr_bench.train.run_dir.open_run`: a new run needs an empty
-   folder, ``resume`` a matching checkpoint, ``overwrite`` clears it);
-3. **build the data** (decoded once; batches cut on the device when ``data.on_device`` says so,
-   else by a DataLoader) and **the trainer** (:class:`~sr_bench.train.trainer.Trainer`; ``amp
-   auto`` timed on CUDA; the checkpoint's state restored on resume);
-4. **the loop** (:class:`_Loop`): updates, log points, validation, checkpoints, SIGTERM/SIGINT;
-5. **finish**: the last validation and checkpoint, ``final.safetensors``, the plot.
+1. **plan** the run once (:func:`sr_bench.train.plan.planned_run`): the config validated and
+   resolved on this machine (device, datasets, amp), the run folder opened (a new run needs an
+   empty folder, ``resume`` a matching checkpoint, ``overwrite`` clears it), ``amp auto`` timed
+   on CUDA, the warm start decided. Every later phase reads the :class:`~sr_bench.train.plan.RunPlan`
+   and changes nothing in it;
+2. **build the data** (decoded once; batches cut on the device when ``data.on_device`` says so,
+   else by a DataLoader) and **the trainer** (:class:`~sr_bench.train.trainer.Trainer`; the
+   checkpoint's state restored on resume);
+3. **the loop** (:class:`_Loop`): updates, log points, validation, checkpoints, SIGTERM/SIGINT;
+4. **finish**: the last validation and checkpoint, ``final.safetensors``, the plot.
 
 What a run writes in ``config.out`` (rank 0 only): ``checkpoint.pt`` (the full training state,
 atomically, every ``runtime.save_every`` updates, at the end and when stopped by SIGTERM or
@@ -34,7 +36,6 @@ is on for multi-scale models, and DDP leaves globally unused gradients untouched
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -48,35 +49,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from sr_bench import __version__
 from sr_bench.data import DatasetNotFound, open_dataset
 from sr_bench.data import data_root as find_data_root
-from sr_bench.errors import UsageError
-from sr_bench.inference import resolve_device
 from sr_bench.train import patches as P
-from sr_bench.train.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    checkpoint_config,
-    rng_state,
-    save_checkpoint,
-    seed_everything,
-    set_rng_state,
-)
+from sr_bench.train.checkpoint import rng_state, save_checkpoint, seed_everything, set_rng_state, training_state
 from sr_bench.train.config import TrainConfig, make_config
+from sr_bench.train.distributed import agree, barrier
+from sr_bench.train.plan import RunPlan, planned_run
 from sr_bench.train.plot import plot_log
-from sr_bench.train.run_dir import CHECKPOINT, CONFIG, FINAL_WEIGHTS, LOG, PLOT, JsonLog, RunFolder, open_run
-from sr_bench.train.trainer import Trainer, cpu_has_native_bf16, time_amp
-from sr_bench.train.validate import resolve_val_dataset, validate
+from sr_bench.train.run_dir import CHECKPOINT, CONFIG, FINAL_WEIGHTS, LOG, PLOT, JsonLog
+from sr_bench.train.trainer import Trainer
+from sr_bench.train.validate import validate
 from sr_bench.weights import export_safetensors
 
-__all__ = [
-    "train", "train_or_reuse", "Trainer", "TrainResult", "TrainingStopped", "resolve_config", "training_dataset",
-    "CHECKPOINT", "FINAL_WEIGHTS", "LOG", "PLOT", "CONFIG",
-]
+__all__ = ["train", "train_or_reuse", "TrainResult", "TrainingStopped", "CHECKPOINT", "FINAL_WEIGHTS", "LOG", "PLOT",
+           "CONFIG"]
+
+Say = Callable[[str], None]
 
 logger = logging.getLogger("sr_bench.train")
 
@@ -130,102 +122,24 @@ class TrainingStopped(SystemExit):
         return self.message
 
 
-# ---- phase 1: resolve the config once -------------------------------------------------------------
+# ---- phase 2: data and trainer ---------------------------------------------------------------------
 
 
-def _dist_env() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment (1 process without it)."""
-    env = os.environ
-    return int(env.get("RANK", "0")), int(env.get("LOCAL_RANK", "0")), int(env.get("WORLD_SIZE", "1"))
-
-
-def training_dataset(name: str) -> str:
-    """Training on ``DIV2K`` means its 800 training images, never 0801-0900 (the one place
-    this alias is written)."""
-    return "DIV2K-train" if name == "DIV2K" else name
-
-
-def _resolve_dataset(name: str, root: str | None) -> str:
-    name = training_dataset(name)
-    if name != "auto":
-        return name
-    reasons = []
-    for candidate in ("DIV2K-train", "T91"):
-        try:
-            open_dataset(candidate, root)
-            return candidate
-        except DatasetNotFound as e:
-            reasons.append(str(e))
-    raise DatasetNotFound(
-        "data 'auto' found neither DIV2K-train nor T91: " + " | ".join(reasons)
-        + " | pass --data PATH for a folder of images, or --data embedded-train (scikit-image photos, no download)"
-    )
-
-
-def _resolve(cfg: TrainConfig, world_size: int, local_rank: int) -> tuple[TrainConfig, torch.device]:
-    try:
-        cfg.validate()
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    device = torch.device(resolve_device(cfg.runtime.device))
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {cfg.runtime.device}: torch.cuda.is_available() is False; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank if world_size > 1 else torch.cuda.current_device())
-    amp = cfg.runtime.amp
-    if amp == "fp16" and device.type != "cuda":
-        raise UsageError("--amp fp16 needs CUDA; use --amp bf16 or none on the CPU")
-    if amp == "auto" and device.type != "cuda":  # CUDA: timed once the network exists (_choose_amp)
-        amp = "bf16" if cpu_has_native_bf16() else "none"
-    data = _resolve_dataset(cfg.data.dataset, cfg.data.root)
-    val = resolve_val_dataset(cfg.val.dataset, data, cfg.data.root)
-    device_name = device.type if world_size > 1 or device.type == "cpu" else str(device)
-    changes = {"runtime.device": device_name, "runtime.amp": amp, "data.dataset": data, "val.dataset": val}
-    return cfg.replace(**changes), device
-
-
-def resolve_config(cfg: TrainConfig, *, world_size: int = 1, local_rank: int = 0) -> TrainConfig:
-    """A validated copy with every ``auto`` replaced by what this machine and data root give:
-    device, training and validation datasets, and amp (except on CUDA, where :func:`train`
-    times fp32 against bf16 on the network itself and keeps ``auto`` until then)."""
-    return _resolve(cfg, world_size, local_rank)[0]
-
-
-# ---- phase 3: data and trainer ---------------------------------------------------------------------
-
-
-@dataclass
-class _Ctx:
-    """What every phase of one process's run shares."""
-
-    cfg: TrainConfig
-    device: torch.device
-    rank: int
-    world: int
-    folder: RunFolder
-    say: Callable[[str], None]
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def _use_device_batches(ctx: _Ctx, nbytes: int) -> bool:
-    choice = ctx.cfg.data.on_device
+def _use_device_batches(plan: RunPlan, nbytes: int) -> bool:
+    choice = plan.config.data.on_device
     if choice != "auto":
         return bool(choice)
-    if ctx.device.type != "cuda":
+    if plan.device.type != "cuda":
         return False  # on the CPU the DataLoader's workers cut patches beside the training process
-    free, _ = torch.cuda.mem_get_info(ctx.device)
+    free, _ = torch.cuda.mem_get_info(plan.device)
     return nbytes < ON_DEVICE_MEMORY_SHARE * free
 
 
-def _build_data(ctx: _Ctx, start: int) -> tuple[Callable[[torch.Generator], Iterator[dict]], dict[str, Any]]:
-    """Decode the training set; returns what makes the batches of updates ``start ..`` (called
-    once the RNG states are final: a DataLoader draws its workers' seeds from the generator)
-    and what the log says about the data."""
-    cfg = ctx.cfg
+def _build_data(plan: RunPlan, say: Say) -> tuple[Callable[[torch.Generator], Iterator[dict]], dict[str, Any]]:
+    """Decode the training set; returns what makes the batches of updates ``plan.start ..``
+    (called once the RNG states are final: a DataLoader draws its workers' seeds from the
+    generator) and what the log says about the data."""
+    cfg, start = plan.config, plan.start
     t_decode = time.perf_counter()
     try:
         dataset = open_dataset(cfg.data.dataset, cfg.data.root)
@@ -233,14 +147,14 @@ def _build_data(ctx: _Ctx, start: int) -> tuple[Callable[[torch.Generator], Iter
         raise DatasetNotFound(
             f"{e} Or train on other images: --data T91, --data embedded-train or --data PATH."
         ) from None
-    store = P.load_images(dataset, cfg.model.scales, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir, log=ctx.say)
+    store = P.load_images(dataset, cfg.model.scales, cache=cfg.data.cache, cache_dir=cfg.data.cache_dir, log=say)
     batches = P.PatchBatches(
         store, cfg.model.scales, cfg.data.patch_size, cfg.data.batch_size, cfg.seed,
-        hflip=cfg.data.hflip, rot90=cfg.data.rot90, rank=ctx.rank, world_size=ctx.world,
+        hflip=cfg.data.hflip, rot90=cfg.data.rot90, rank=plan.rank, world_size=plan.world,
     )
-    on_device = _use_device_batches(ctx, store.nbytes)
+    on_device = _use_device_batches(plan, store.nbytes)
     if on_device:
-        cut = P.DeviceBatches(batches, ctx.device)
+        cut = P.DeviceBatches(batches, plan.device)
 
         def make_source(gen: torch.Generator) -> Iterator[dict]:
             return cut.iterate(start, cfg.optim.iterations)
@@ -248,13 +162,13 @@ def _build_data(ctx: _Ctx, start: int) -> tuple[Callable[[torch.Generator], Iter
         def make_source(gen: torch.Generator) -> Iterator[dict]:
             return iter(P.make_loader(
                 batches, start, cfg.optim.iterations, num_workers=cfg.data.num_workers,
-                prefetch_factor=cfg.data.prefetch_factor, pin_memory=ctx.device.type == "cuda", generator=gen,
+                prefetch_factor=cfg.data.prefetch_factor, pin_memory=plan.device.type == "cuda", generator=gen,
             ))
     decode_s = time.perf_counter() - t_decode
     left_out = {s: len(store) - len(batches.eligible[s]) for s in cfg.model.scales}
-    ctx.say(
+    say(
         f"data: {dataset.name} ({len(store)} images, {store.nbytes / 2**20:.0f} MiB decoded, {decode_s:.1f} s; "
-        f"batches cut {'on ' + str(ctx.device) if on_device else 'by the DataLoader'})"
+        f"batches cut {'on ' + str(plan.device) if on_device else 'by the DataLoader'})"
         + "".join(f"; x{s}: {n} image{'s' if n > 1 else ''} smaller than a {cfg.data.patch_size}px LR patch left out"
                   for s, n in left_out.items() if n)
     )
@@ -262,49 +176,25 @@ def _build_data(ctx: _Ctx, start: int) -> tuple[Callable[[torch.Generator], Iter
     return make_source, info
 
 
-def _choose_amp(ctx: _Ctx) -> dict[str, Any] | None:
-    """``amp auto`` on CUDA: the run folder's earlier choice (a resume keeps its precision), else
-    timed now. Returns the record to cache (None: nothing new to cache)."""
-    if ctx.cfg.runtime.amp != "auto":
-        return None
-    cached = ctx.folder.read_amp(str(ctx.device))
-    state = ctx.folder.state
-    if cached is None and state is not None and checkpoint_config(state).runtime.amp != "auto":
-        cached = {"amp": checkpoint_config(state).runtime.amp, "reason": "the precision this run started with"}
-    if cached is None:
-        choice = time_amp(ctx.cfg, ctx.device, ctx.cfg.data.batch_size // ctx.world)
-        gpu = torch.cuda.get_device_name(ctx.device) if ctx.device.type == "cuda" else None
-        cached = {"device": str(ctx.device), "gpu": gpu, "amp": choice.amp, "ms_per_update": choice.ms_per_update,
-                  "reason": choice.reason}
-        if ctx.world > 1:  # every rank must train in the same precision: rank 0's timing decides
-            box = [cached]
-            dist.broadcast_object_list(box, src=0)
-            cached = box[0]
-    ctx.say(f"amp auto: {cached['amp']} ({cached['reason']})")
-    ctx.cfg = ctx.cfg.replace(**{"runtime.amp": cached["amp"]})
-    return cached
-
-
-def _build_trainer(ctx: _Ctx, loader_gen: torch.Generator) -> Trainer:
+def _build_trainer(plan: RunPlan, loader_gen: torch.Generator, say: Say) -> Trainer:
     """The network, optimiser and schedule, seeded, with the checkpoint's state on resume."""
-    cfg, state = ctx.cfg, ctx.folder.state
+    cfg, state = plan.config, plan.state
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    if ctx.device.type == "cuda":
+    if plan.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: autotune each convolution once
     seed_everything(cfg.seed)
     loader_gen.manual_seed(cfg.seed)
-    init_cfg = cfg if state is None else cfg.replace(**{"model.init": None})  # a resume restores, never re-inits
-    trainer = Trainer(init_cfg, ctx.device, world_size=ctx.world)
+    trainer = Trainer(cfg, plan.device, world_size=plan.world, warm_start=plan.warm_start is not None)
     if trainer.init_report:
-        ctx.say(trainer.init_report)
+        say(trainer.init_report)
     if state is not None:
         trainer.load_state_dict(state)
         set_rng_state(state["rng"], loader_gen)
     return trainer
 
 
-# ---- phase 4: the loop -----------------------------------------------------------------------------
+# ---- phase 3: the loop -----------------------------------------------------------------------------
 
 
 class _StopSignals:
@@ -356,30 +246,16 @@ class _Window:
         return {"loss": s_loss / n, "loss_max": m_loss, "grad_norm": s_norm / n, "grad_norm_max": m_norm}
 
 
-def _agree(flags: list[float], world: int, device: torch.device) -> list[bool]:
-    """Whether each flag is set on any rank (every rank then takes the same branch)."""
-    if world == 1:
-        return [bool(f) for f in flags]
-    t = torch.tensor(flags, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(f) for f in t.tolist()]
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
-
-
 class _Loop:
     """Updates from ``start`` to ``cfg.optim.iterations``, with log points, validation,
     checkpoints and stop signals; then :meth:`finish`."""
 
-    def __init__(self, ctx: _Ctx, trainer: Trainer, jlog: JsonLog, loader_gen: torch.Generator,
-                 callbacks: Sequence[Callable[[dict[str, Any]], None]]):
-        state = ctx.folder.state
-        self.ctx, self.cfg, self.trainer, self.jlog, self.loader_gen = ctx, ctx.cfg, trainer, jlog, loader_gen
-        self.callbacks = callbacks
-        self.start = int(state["iteration"]) if state is not None else 0
+    def __init__(self, plan: RunPlan, trainer: Trainer, jlog: JsonLog, loader_gen: torch.Generator,
+                 callbacks: Sequence[Callable[[dict[str, Any]], None]], say: Say):
+        state = plan.state
+        self.plan, self.cfg, self.trainer, self.jlog, self.loader_gen = plan, plan.config, trainer, jlog, loader_gen
+        self.callbacks, self.say = callbacks, say
+        self.start = plan.start
         self.history: list[dict] = list(state.get("history", [])) if state is not None else []
         self.total_before = float(state.get("train_seconds", 0.0)) if state is not None else 0.0
         self.iteration = self.start
@@ -389,25 +265,21 @@ class _Loop:
         self.wait_total = self.paused_total = 0.0
         self.run_start = self.win_start = time.perf_counter()
         self.win_wait = 0.0
-        self.window = _Window(ctx.device)
+        self.window = _Window(plan.device)
 
     def train_seconds(self) -> float:
         return self.total_before + (time.perf_counter() - self.run_start) - self.paused_total
 
     def save(self, train_seconds: float | None = None) -> None:
-        if self.ctx.is_main:
-            state = {
-                "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **self.trainer.state_dict(),
-                "iteration": self.iteration, "config": self.cfg.to_dict(), "rng": rng_state(self.loader_gen),
-                "history": self.history,
-                "train_seconds": self.train_seconds() if train_seconds is None else train_seconds,
-                "sr_bench_version": __version__, "torch_version": str(torch.__version__),
-            }
-            save_checkpoint(self.ctx.folder.checkpoint, state)
+        if self.plan.is_main:
+            seconds = self.train_seconds() if train_seconds is None else train_seconds
+            state = training_state(self.cfg, self.trainer.state_dict(), self.iteration, rng_state(self.loader_gen),
+                                   self.history, seconds)
+            save_checkpoint(self.plan.folder.checkpoint, state)
         self.last_saved = self.iteration
 
     def validate(self) -> list[dict]:
-        cfg, device = self.cfg, self.ctx.device
+        cfg, device = self.cfg, self.plan.device
         benchmark = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = False  # full images of many sizes: no autotuning per shape
         try:
@@ -420,14 +292,14 @@ class _Loop:
             r["iteration"] = self.iteration
             self.history.append(r)
             self.jlog.write("val", **r)
-        self.ctx.say(f"update {self.iteration}: " + ", ".join(
+        self.say(f"update {self.iteration}: " + ", ".join(
             f"{r['dataset']} x{r['scale']} {r['psnr']:.2f} dB / {r['ssim']:.4f}" for r in recs))
         return recs
 
     def _diverge(self, stats: dict[str, float]) -> None:
         self.diverged = True
         self.jlog.write("diverged", iteration=self.iteration, **stats)
-        self.ctx.say(f"update {self.iteration}: the loss is {stats['loss']}; training diverged, stopping")
+        self.say(f"update {self.iteration}: the loss is {stats['loss']}; training diverged, stopping")
 
     def log_point(self, lr_now: float, stop_requested: bool) -> bool:
         """Write the window's ``train`` event; returns whether training must stop (a non-finite
@@ -442,7 +314,7 @@ class _Loop:
         self.window.reset()
         self.win_wait, self.win_start = 0.0, now
         flags = [float(not math.isfinite(stats["loss"])), float(stop_requested)]
-        bad, stop = _agree(flags, self.ctx.world, self.ctx.device)
+        bad, stop = agree(flags, self.plan.world, self.plan.device)
         if bad:
             self._diverge(stats)
         return bad or stop
@@ -453,14 +325,14 @@ class _Loop:
         t_pause, seconds = time.perf_counter(), self.train_seconds()
         if need_save and self.window.n:
             stats = self.window.read()
-            if _agree([float(not math.isfinite(stats["loss"]))], self.ctx.world, self.ctx.device)[0]:
+            if agree([float(not math.isfinite(stats["loss"]))], self.plan.world, self.plan.device)[0]:
                 self._diverge(stats)
                 return False
-        if self.ctx.is_main and need_val:
+        if self.plan.is_main and need_val:
             self.last_val = self.validate()
         if need_save:
             self.save(seconds)
-        _barrier(self.ctx.world)
+        barrier(self.plan.world)
         paused = time.perf_counter() - t_pause
         self.paused_total += paused
         self.win_start += paused
@@ -468,11 +340,11 @@ class _Loop:
 
     def run(self, source: Iterator[dict], stop: _StopSignals) -> int | None:
         """The updates; returns the signal that stopped them early, if any."""
-        cfg, total, device = self.cfg, self.cfg.optim.iterations, self.ctx.device
+        cfg, total, device = self.cfg, self.cfg.optim.iterations, self.plan.device
         desc = f"{cfg.model.name} x{'/x'.join(map(str, cfg.model.scales))}"
         self.bar = tqdm(
             total=total, initial=self.start, desc=desc, unit="upd", dynamic_ncols=True, smoothing=0.1,
-            disable=not (self.ctx.is_main and cfg.runtime.progress),
+            disable=not (self.plan.is_main and cfg.runtime.progress),
         )
         t_ready = time.perf_counter()
         while self.iteration < total:
@@ -498,7 +370,7 @@ class _Loop:
                     "scale": scale})
             # one process reads its own flag every update (no device sync); under DDP the ranks
             # agree at log points, so that all of them stop after the same update
-            stop_now = stop.signum is not None and self.ctx.world == 1
+            stop_now = stop.signum is not None and self.plan.world == 1
             if self.iteration % cfg.runtime.log_every == 0 or self.iteration == total or stop_now:
                 if self.log_point(lr_now, stop.signum is not None):
                     break
@@ -517,26 +389,26 @@ class _Loop:
             self.log_point(self.trainer.lr, True)
         if self.last_saved != self.iteration:
             self.save()
-        _barrier(self.ctx.world)
+        barrier(self.plan.world)
         name = signal.Signals(signum).name
         self.jlog.write("stopped", iteration=self.iteration, signal=name, train_seconds=round(self.train_seconds(), 2))
         message = (f"{name} at update {self.iteration} of {self.cfg.optim.iterations}: checkpoint saved in "
-                   f"{self.ctx.folder.checkpoint}; continue with --resume")
-        self.ctx.say(message)
+                   f"{self.plan.folder.checkpoint}; continue with --resume")
+        self.say(message)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt(message)
         raise TrainingStopped(message)
 
 
-# ---- phase 5: finish and export --------------------------------------------------------------------
+# ---- phase 4: finish and export --------------------------------------------------------------------
 
 
 def _finish(loop: _Loop) -> TrainResult:
-    ctx, cfg, out = loop.ctx, loop.cfg, loop.ctx.folder.out
+    plan, cfg, out, say = loop.plan, loop.cfg, loop.plan.folder.out, loop.say
     train_seconds = loop.train_seconds() - loop.total_before
     done = loop.iteration - loop.start
     plot_path: Path | None = None
-    if ctx.is_main:
+    if plan.is_main:
         if not loop.last_val or loop.last_val[0].get("iteration") != loop.iteration:
             loop.last_val = [r for r in loop.history if r.get("iteration") == loop.iteration]
         if not loop.diverged and not loop.last_val:
@@ -549,10 +421,10 @@ def _finish(loop: _Loop) -> TrainResult:
                       "options": json.dumps(cfg.model.options), "iterations": str(loop.iteration),
                       "profile": cfg.profile, "sr_bench": __version__},
         )
-    _barrier(ctx.world)
+    barrier(plan.world)
     ups = done / train_seconds if train_seconds > 0 and done else 0.0
     wait_share = loop.wait_total / train_seconds if train_seconds > 0 and done else 0.0
-    if ctx.is_main:
+    if plan.is_main:
         loop.jlog.write("end", iteration=loop.iteration, train_seconds=round(train_seconds, 2),
                         updates_per_s=round(ups, 4), data_wait_share=round(wait_share, 5), diverged=loop.diverged,
                         validation=loop.last_val)
@@ -560,18 +432,18 @@ def _finish(loop: _Loop) -> TrainResult:
         try:
             plot_path = plot_log(out / LOG, out / PLOT, title=f"{cfg.model.name} x{scales} ({cfg.profile} profile)")
         except Exception as e:  # a plot must never lose a finished run
-            ctx.say(f"could not draw {PLOT}: {type(e).__name__}: {e}")
-        ctx.say(
+            say(f"could not draw {PLOT}: {type(e).__name__}: {e}")
+        say(
             f"done: {loop.iteration} updates ({done} in this call, {ups:.3f} updates/s, "
             f"data wait {100 * wait_share:.2f}% of step time); "
             + ", ".join(f"{r['dataset']} x{r['scale']} {r['psnr']:.2f} dB" for r in loop.last_val)
             + f"; weights {out / FINAL_WEIGHTS}"
         )
     return TrainResult(
-        out_dir=out, checkpoint=ctx.folder.checkpoint, weights=out / FINAL_WEIGHTS, log=out / LOG, plot=plot_path,
+        out_dir=out, checkpoint=plan.folder.checkpoint, weights=out / FINAL_WEIGHTS, log=out / LOG, plot=plot_path,
         config_path=out / CONFIG, config=cfg, iterations=loop.iteration, validation=loop.last_val, history=loop.history,
         seconds=train_seconds, total_seconds=loop.total_before + train_seconds, updates_per_second=ups,
-        data_wait_share=wait_share, resumed_from=loop.start if ctx.folder.state is not None else None,
+        data_wait_share=wait_share, resumed_from=loop.start if plan.state is not None else None,
         diverged=loop.diverged, init_report=loop.trainer.init_report, notes=list(cfg.notes),
     )
 
@@ -579,64 +451,49 @@ def _finish(loop: _Loop) -> TrainResult:
 # ---- the run -------------------------------------------------------------------------------------
 
 
-def _describe(ctx: _Ctx, trainer: Trainer) -> int:
-    cfg = ctx.cfg
+def _describe(plan: RunPlan, trainer: Trainer, say: Say) -> int:
+    cfg = plan.config
     n_params = sum(p.numel() for p in trainer.net.parameters())
     d, r = cfg.data, cfg.runtime
-    ctx.say(
+    say(
         f"{cfg.model.name} x{'/x'.join(map(str, cfg.model.scales))} ({n_params:,} parameters, "
-        f"{trainer.loss_name.upper()} loss) on {ctx.device}{f' x{ctx.world} processes' if ctx.world > 1 else ''}; "
+        f"{trainer.loss_name.upper()} loss) on {plan.device}{f' x{plan.world} processes' if plan.world > 1 else ''}; "
         f"profile {cfg.profile}: {cfg.optim.iterations} updates, batch {d.batch_size} of {d.patch_size}x{d.patch_size} "
         f"LR patches, Adam lr {cfg.optim.lr:g} x{cfg.optim.lr_gamma:g} every {cfg.optim.lr_step}; amp {r.amp}, "
         f"channels_last {r.channels_last}, compile {r.compile}, {d.num_workers} data workers; "
         f"validation on {cfg.val.dataset}"
     )
-    for note in [*cfg.notes, *ctx.folder.notes]:
-        ctx.say(note)
+    for note in [*cfg.notes, *plan.folder.notes]:
+        say(note)
     return n_params
 
 
-def _run(ctx: _Ctx, callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> TrainResult:
-    """Phases 3-5 in one process, the run folder already open."""
-    amp_record = _choose_amp(ctx)
+def _run(plan: RunPlan, callbacks: Sequence[Callable[[dict[str, Any]], None]], say: Say) -> TrainResult:
+    """Phases 2-4 in one process, from its plan."""
+    cfg, amp_record = plan.config, plan.amp_record
+    if amp_record is not None:
+        say(f"amp auto: {amp_record['amp']} ({amp_record['reason']})")
     loader_gen = torch.Generator()
-    trainer = _build_trainer(ctx, loader_gen)
-    state = ctx.folder.state
-    start = int(state["iteration"]) if state is not None else 0
-    make_source, data_info = _build_data(ctx, start) if start < ctx.cfg.optim.iterations else (None, {})
-    jlog = ctx.folder.begin(ctx.cfg)  # nothing is written before the data and the network exist
-    if amp_record is not None and ctx.is_main:
-        ctx.folder.write_amp(amp_record)
-    n_params = _describe(ctx, trainer)
-    if state is not None:
-        ctx.say(f"resuming at update {start} of {ctx.cfg.optim.iterations} (next lr {trainer.lr:g})")
-        jlog.write("resume", iteration=start, lr=trainer.lr)
+    trainer = _build_trainer(plan, loader_gen, say)
+    make_source, data_info = _build_data(plan, say) if plan.start < cfg.optim.iterations else (None, {})
+    jlog = plan.folder.begin(cfg)  # nothing is written before the data and the network exist
+    if amp_record is not None and plan.is_main:
+        plan.folder.write_amp(amp_record)
+    n_params = _describe(plan, trainer, say)
+    if plan.state is not None:
+        say(f"resuming at update {plan.start} of {cfg.optim.iterations} (next lr {trainer.lr:g})")
+        jlog.write("resume", iteration=plan.start, lr=trainer.lr)
     else:
-        jlog.write("start", iteration=0, config=ctx.cfg.to_dict(), parameters=n_params, world_size=ctx.world,
+        jlog.write("start", iteration=0, config=cfg.to_dict(), parameters=n_params, world_size=plan.world,
                    sr_bench=__version__, torch=str(torch.__version__), init=trainer.init_report, data=data_info,
                    amp=amp_record)
-    loop = _Loop(ctx, trainer, jlog, loader_gen, callbacks)
+    loop = _Loop(plan, trainer, jlog, loader_gen, callbacks, say)
     if make_source is not None:
         with _StopSignals() as stop:
             signum = loop.run(make_source(loader_gen), stop)
             if signum is not None:
                 loop.stopped(signum)
     return _finish(loop)
-
-
-@contextlib.contextmanager
-def _process_group(world: int, device: torch.device) -> Iterator[None]:
-    """torchrun's process group, created (and destroyed) here unless the caller made one."""
-    own = world > 1 and not dist.is_initialized()
-    if own:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield
-    finally:
-        if own:
-            dist.destroy_process_group()
 
 
 def train(
@@ -653,7 +510,8 @@ def train(
     nccl on CUDA); the global batch stays ``data.batch_size``; rank 0 alone writes files.
 
     Args:
-        config: the run (see :mod:`sr_bench.train.config`); resolved and validated here, once.
+        config: the run (see :mod:`sr_bench.train.config`); resolved and validated here, once, into
+            a :class:`~sr_bench.train.plan.RunPlan` that every phase reads.
         resume: continue the run in ``config.out``. Recipe fields must equal the checkpoint's;
             execution fields (:data:`~sr_bench.train.config.EXECUTION_FIELDS`) may change, and
             ``optim.iterations`` may grow.
@@ -670,17 +528,9 @@ def train(
         KeyboardInterrupt: after SIGINT, once the checkpoint of the last update is saved.
         TrainingStopped: (a ``SystemExit`` with status 143) after SIGTERM, likewise.
     """
-    rank, local_rank, world = _dist_env()
-    cfg, device = _resolve(config, world, local_rank)
-    say = (log or logger.info) if rank == 0 else (lambda msg: None)
-    with _process_group(world, device):
-        folder = open_run(cfg, resume=resume, overwrite=overwrite, writer=rank == 0)
-        _barrier(world)  # every rank has looked at the folder before rank 0 writes into it
-        try:
-            return _run(_Ctx(cfg, device, rank, world, folder, say), callbacks)
-        except BaseException:
-            folder.discard()  # a new run that failed before its first checkpoint leaves nothing
-            raise
+    with planned_run(config, resume=resume, overwrite=overwrite) as plan:
+        say = (log or logger.info) if plan.is_main else (lambda msg: None)
+        return _run(plan, callbacks, say)
 
 
 def train_or_reuse(

@@ -59,10 +59,9 @@ def _refuse_non_empty(out: Path, names: list[str], resume: bool) -> RunFolderErr
     )
 
 
-def _check_resume(path: Path, state: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Refuse a checkpoint whose recipe differs from ``cfg``; return the execution settings
-    that changed (which a resume accepts)."""
-    saved = checkpoint_config(state)
+def _check_resume(path: Path, state: dict[str, Any], saved: TrainConfig, cfg: TrainConfig) -> list[str]:
+    """Refuse a checkpoint whose recipe (``saved``) differs from ``cfg``; return the execution
+    settings that changed (which a resume accepts)."""
     diff = config_diff(saved, cfg, ignore=EXECUTION_FIELDS)
     if diff:
         lines = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
@@ -90,6 +89,8 @@ class RunFolder:
     notes: list[str]
     writer: bool = True
     created: bool = False
+    #: the config the resumed checkpoint was written with (None for a new run).
+    saved_config: TrainConfig | None = None
 
     @property
     def checkpoint(self) -> Path:
@@ -156,10 +157,11 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     ckpt, notes = out / CHECKPOINT, []
     if resume and ckpt.is_file():
         state = load_checkpoint(ckpt)
-        changed = _check_resume(ckpt, state, cfg)
+        saved = checkpoint_config(state)
+        changed = _check_resume(ckpt, state, saved, cfg)
         if changed:
             notes.append("resume: execution settings changed: " + "; ".join(changed))
-        return RunFolder(out, state, notes, writer)
+        return RunFolder(out, state, notes, writer, saved_config=saved)
     if overwrite:
         removed = _clear(out) if writer and out.is_dir() else []
         if removed:

@@ -93,15 +93,18 @@ def _wrap_ddp(net: nn.Module, device: torch.device, multi_scale: bool) -> tuple[
 class Trainer:
     """The network, its optimiser, schedule and one update.
 
-    ``Trainer(cfg, device)`` takes a *resolved* config (``sr_bench.train.resolve_config``).
+    ``Trainer(cfg, device)`` takes a *resolved* config (``sr_bench.train.resolve_config``) and
+    reads it here only. The network starts from ``cfg.model.init`` unless ``warm_start`` is
+    False (a resumed run: its checkpoint restores the network instead); ``amp`` replaces
+    ``cfg.runtime.amp`` (what :func:`time_amp` compares).
     ``step`` runs one update on a batch of one scale and returns the loss as a device tensor
     (never read back here: no host synchronisation per update); the total L2 norm of the
     gradients of that update is left in :attr:`grad_norm`, also on the device.
     ``state_dict``/``load_state_dict`` save and restore everything but the data position.
     """
 
-    def __init__(self, cfg: TrainConfig, device: torch.device | str = "cpu", *, world_size: int = 1):
-        self.cfg = cfg
+    def __init__(self, cfg: TrainConfig, device: torch.device | str = "cpu", *, world_size: int = 1,
+                 warm_start: bool = True, amp: str | None = None):
         self.device = device = torch.device(device)
         spec = get_spec(cfg.model.name)
         self.loss_name = cfg.model.loss or spec.loss
@@ -111,7 +114,7 @@ class Trainer:
         missing = [s for s in cfg.model.scales if s not in served]
         if missing:
             raise ValueError(f"{cfg.model.name} built with {cfg.model.options} serves {served}, not x{missing}")
-        self.init_report = _init_from(net, cfg.model.init) if cfg.model.init else None
+        self.init_report = _init_from(net, cfg.model.init) if cfg.model.init and warm_start else None
         self.memory_format = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
         to_device: Any = net.to  # its stubs omit the memory_format keyword, which it accepts
         net = to_device(device=device, memory_format=self.memory_format)
@@ -124,8 +127,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=cfg.optim.lr_step, gamma=cfg.optim.lr_gamma
         )
-        self.amp_dtype = _AMP_DTYPES.get(cfg.runtime.amp)
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.runtime.amp == "fp16" else None
+        amp = cfg.runtime.amp if amp is None else amp
+        self.amp_dtype = _AMP_DTYPES.get(amp)
+        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
         self.runner: nn.Module = self.net
         if world_size > 1:
             self.net, self.runner = _wrap_ddp(self.net, device, len(cfg.model.scales) > 1)
@@ -241,7 +245,7 @@ def time_amp(cfg: TrainConfig, device: torch.device, batch: int, steps: int = 10
     x = torch.rand(batch, 3, p, p, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.rand(batch, 3, p * scale, p * scale, device=device).contiguous(memory_format=torch.channels_last)
     amps = ["none"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
-    trainers = {a: Trainer(cfg.replace(**{"runtime.amp": a, "model.init": None}), device) for a in amps}
+    trainers = {a: Trainer(cfg, device, warm_start=False, amp=a) for a in amps}
     try:
         steps_of = {a: functools.partial(t.step, x, y, scale) for a, t in trainers.items()}
         return choose_amp(steps_of, steps=steps, sync=torch.cuda.synchronize)
