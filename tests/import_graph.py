@@ -173,10 +173,17 @@ def layer_of(module: str) -> int | None:
 
 
 def render_layers(graph: Mapping[str, Iterable[Import]]) -> str:
-    """The markdown layer listing of ``docs/architecture.md``: for each layer, top first, its
-    modules and, per module, the sr_bench modules it imports (from the graph)."""
+    """The markdown layer listing of ``docs/architecture.md``, from the graph: each layer (top
+    first) with its modules and the layers it imports from, then every module with the sr_bench
+    modules it imports."""
     adjacency = edges(graph)
-    lines = [BEGIN, "", "| layer | module | imports (sr_bench) |", "|---|---|---|"]
+    lines = [BEGIN, "", "| layer | modules | imports from layers |", "|---|---|---|"]
+    for k in reversed(range(len(LAYERS))):
+        members = sorted(m for m in adjacency if layer_of(m) == k)
+        below = sorted({layer_of(d) for m in members for d in adjacency[m]} - {k}, reverse=True)
+        lines.append(f"| {k + 1}. {LAYERS[k][0]} | {', '.join(f'`{_short(m)}`' for m in members)} | "
+                     f"{', '.join(str(j + 1) for j in below if j is not None) or '-'} |")
+    lines += ["", "| layer | module | imports (sr_bench) |", "|---|---|---|"]
     for k in reversed(range(len(LAYERS))):
         name = LAYERS[k][0]
         members = sorted(m for m in adjacency if layer_of(m) == k)
