@@ -5,7 +5,8 @@ Built in: sr_bench training checkpoints, PyTorch Lightning (``state_dict`` with 
 prefix), BasicSR (``params`` / ``params_ema``) and its EDSR key names, DataParallel / DDP
 ``module.`` and ``torch.compile`` ``_orig_mod.`` prefixes. EDSR-PyTorch's and sr_bench's plain
 state_dicts need no converter. A new format is one more :func:`register_converter` call here (or
-in a module of its own); nothing else in :mod:`sr_bench.weights` changes.
+in a module of its own that ``sr_bench/weights/__init__.py`` imports); nothing else in
+:mod:`sr_bench.weights` changes.
 """
 
 from __future__ import annotations
