@@ -45,7 +45,7 @@ from typing import IO, Any, Literal
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from sr_bench.cli import DataError
+from sr_bench.errors import DataError
 
 __all__ = [
     "DownloadError", "Fetched", "KnownHash", "ResumingDownloader", "Timeout", "UnsafeArchiveError",

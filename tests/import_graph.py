@@ -33,7 +33,7 @@ END = "<!-- end of the generated layer listing -->"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("primitives", (
         "sr_bench", "sr_bench.errors", "sr_bench.lookup", "sr_bench.paths", "sr_bench.cli", "sr_bench.images",
-        "sr_bench.resize", "sr_bench.metrics", "sr_bench.baselines",
+        "sr_bench.resize", "sr_bench.metrics", "sr_bench.baselines", "sr_bench.download",
     )),
     ("models and protocols", (
         "sr_bench.models", "sr_bench.models.*", "sr_bench.protocols", "sr_bench.inference", "sr_bench.flops",
@@ -180,9 +180,10 @@ def render_layers(graph: Mapping[str, Iterable[Import]]) -> str:
     lines = [BEGIN, "", "| layer | modules | imports from layers |", "|---|---|---|"]
     for k in reversed(range(len(LAYERS))):
         members = sorted(m for m in adjacency if layer_of(m) == k)
-        below = sorted({layer_of(d) for m in members for d in adjacency[m]} - {k}, reverse=True)
+        below = sorted({j for m in members for d in adjacency[m] if (j := layer_of(d)) is not None} - {k},
+                       reverse=True)
         lines.append(f"| {k + 1}. {LAYERS[k][0]} | {', '.join(f'`{_short(m)}`' for m in members)} | "
-                     f"{', '.join(str(j + 1) for j in below if j is not None) or '-'} |")
+                     f"{', '.join(str(j + 1) for j in below) or '-'} |")
     lines += ["", "| layer | module | imports (sr_bench) |", "|---|---|---|"]
     for k in reversed(range(len(LAYERS))):
         name = LAYERS[k][0]
