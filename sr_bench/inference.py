@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from sr_bench.models.fusion import cpu_fusion_disabled, set_cpu_fusion
+
 __all__ = [
     "DeviceError",
     "TRANSFORMS",
@@ -162,6 +164,7 @@ def prepare_model(
     dtype: str | torch.dtype = torch.float32,
     *,
     channels_last: bool | None = None,
+    fuse: bool | None = None,
 ) -> nn.Module:
     """``eval()`` the model and move it to ``device`` / ``dtype`` in the faster memory format.
 
@@ -171,6 +174,10 @@ def prepare_model(
         channels_last: None picks the faster layout: channels_last on the CPU (oneDNN convolutions
             1.4-2.6x faster, same results up to float rounding: ~1e-6) and for half types
             on CUDA (tensor cores); the default layout for float32 on CUDA.
+        fuse: the fused CPU inference form of the EDSR family (:mod:`sr_bench.models.fusion`:
+            ReLU and residual additions inside the convolutions, bit-identical; upsampler and tail
+            composed into one LR convolution, equal to float32 rounding). None: on for the CPU;
+            it never runs on other devices.
     """
     device = torch.device(device)
     dtype = parse_dtype(dtype)
@@ -179,6 +186,7 @@ def prepare_model(
     model = model.eval().to(device=device, dtype=dtype)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
+    set_cpu_fusion(model, device.type == "cpu" if fuse is None else fuse)
     return model
 
 
@@ -308,8 +316,8 @@ def bytes_per_lr_pixel(model: nn.Module, scale: int, channels: int = 3, *, probe
             largest = max(largest, out.numel() * out.element_size())
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    try:
-        with torch.inference_mode():
+    try:  # layer by layer: every map the unfused forward makes is seen (an upper bound of the fused one)
+        with torch.inference_mode(), cpu_fusion_disabled(model):
             model(torch.zeros(1, channels, probe, probe, device=device, dtype=dtype), scale)
     finally:
         for h in handles:

@@ -8,6 +8,11 @@ with k following the scales (2, 3, 4). With ``batch_norm=True`` (the ablation) t
 
 Range: inputs and outputs are 0..1; inside, the network works on 0..``rgb_range`` (255), where
 the official weights live.
+
+CPU inference: with ``cpu_fusion`` on (:func:`sr_bench.inference.prepare_model` switches it on
+for the CPU), the blocks run fused and the upsampler and tail convolution run as one composed LR
+convolution (:mod:`sr_bench.models.fusion`); outputs agree with the layer-by-layer forward to
+float32 rounding.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from sr_bench.models import fusion
 from sr_bench.models.common import (
     DIV2K_MEAN,
     MeanShift,
@@ -29,6 +35,16 @@ from sr_bench.models.common import (
 from sr_bench.models.registry import ModelSpec, register_model
 
 __all__ = ["EDSR", "MDSR", "edsr_baseline", "edsr", "mdsr_baseline", "mdsr"]
+
+
+def _body_with_skip(body: nn.Sequential, x: torch.Tensor, fused: bool) -> torch.Tensor:
+    """``body(x) + x``; fused, the body's last convolution adds the skip itself."""
+    if not fused or not fusion.fusable_conv(body[-1]):
+        return body(x).add_(x)
+    res = x
+    for block in list(body)[:-1]:
+        res = block(res)
+    return fusion.conv_add(body[-1], res, x)  # type: ignore[arg-type]
 
 
 def _check_single_scale(model_scale: int, scale: int | None) -> None:
@@ -49,6 +65,8 @@ class EDSR(nn.Module):
             official port, the upsampler never has BN.
         rgb_range: the internal pixel range of the weights (255 for the official checkpoints).
     """
+
+    cpu_fusion = False
 
     def __init__(
         self,
@@ -78,11 +96,11 @@ class EDSR(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         _check_single_scale(self.scale, scale)
+        fused = fusion.applies(self, x)
         x = self.sub_mean(x * self.rgb_range)
         x = self.head(x)
-        res = self.body(x)
-        res = res.add_(x)
-        x = self.tail(res)
+        res = _body_with_skip(self.body, x, fused)
+        x = fusion.upsample_and_project(self.tail[0], self.tail[1], res, fused)
         return self.add_mean(x) / self.rgb_range
 
 
@@ -96,6 +114,8 @@ class MDSR(nn.Module):
         filters: feature maps (64).
         res_scale, batch_norm, rgb_range: as for :class:`EDSR`.
     """
+
+    cpu_fusion = False
 
     def __init__(
         self,
@@ -141,13 +161,12 @@ class MDSR(nn.Module):
             k = self.scales.index(scale)
         except ValueError:
             raise ValueError(f"this MDSR serves scales {self.scales}; got scale={scale}") from None
+        fused = fusion.applies(self, x)
         x = self.sub_mean(x * self.rgb_range)
         x = self.head(x)
         x = self.pre_process[k](x)
-        res = self.body(x)
-        res = res.add_(x)
-        x = self.upsample[k](res)
-        x = self.tail(x)
+        res = _body_with_skip(self.body, x, fused)
+        x = fusion.upsample_and_project(self.upsample[k], self.tail[0], res, fused)
         return self.add_mean(x) / self.rgb_range
 
 
