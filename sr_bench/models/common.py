@@ -10,6 +10,7 @@ used when their ``cpu_fusion`` switch is on; it gives the same bits as the layer
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import nn
@@ -116,7 +117,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._fusable and fusion.applies(self, x):
-            first, _, second = self.body
+            first, second = cast(nn.Conv2d, self.body[0]), cast(nn.Conv2d, self.body[2])
             t = fusion.conv_relu(first, x)
             if self.res_scale == 1.0:
                 return fusion.conv_add(second, t, x)

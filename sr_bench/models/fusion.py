@@ -55,11 +55,10 @@ def fused_ops_available() -> bool:
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        torch.ops.mkldnn._convolution_pointwise.default
-        torch.ops.mkldnn._convolution_pointwise.binary
+        ops = torch.ops.mkldnn._convolution_pointwise
+        return all(name in ops.overloads() for name in ("default", "binary"))
     except (AttributeError, RuntimeError):
         return False
-    return True
 
 
 @functools.cache
@@ -72,7 +71,7 @@ def _bf16_supported() -> bool:
 
 def applies(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``module`` (a block with a ``cpu_fusion`` switch) may run its fused form on ``x``."""
-    return (
+    return bool(
         getattr(module, "cpu_fusion", False)
         and x.device.type == "cpu"
         and x.ndim == 4
@@ -88,7 +87,7 @@ def set_cpu_fusion(model: nn.Module, enabled: bool) -> None:
     """Switch the fused CPU inference form on or off for every block of ``model`` that has one."""
     for m in model.modules():
         if hasattr(m, "cpu_fusion"):
-            m.cpu_fusion = enabled
+            setattr(m, "cpu_fusion", enabled)  # noqa: B010  # an instance switch over the class default
 
 
 @contextlib.contextmanager
@@ -100,7 +99,7 @@ def cpu_fusion_disabled(model: nn.Module) -> Iterator[None]:
         yield
     finally:
         for m, on in before.items():
-            m.cpu_fusion = on
+            setattr(m, "cpu_fusion", on)  # noqa: B010
 
 
 def fusable_conv(conv: nn.Module) -> bool:
