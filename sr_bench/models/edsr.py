@@ -10,9 +10,9 @@ Range: inputs and outputs are 0..1; inside, the network works on 0..``rgb_range`
 the official weights live.
 
 CPU inference: with ``cpu_fusion`` on (:func:`sr_bench.inference.prepare_model` switches it on
-for the CPU), the blocks run fused and the upsampler and tail convolution run as one composed LR
-convolution (:mod:`sr_bench.models.fusion`); outputs agree with the layer-by-layer forward to
-float32 rounding.
+for the CPU), the blocks run fused, bit-identical to the layers; with ``compose_upsampler`` too
+(opt-in), the upsampler and tail convolution run as one composed LR convolution, equal to the
+layers to float32 rounding (:mod:`sr_bench.models.fusion`).
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ from sr_bench.models.registry import ModelSpec, register_model
 __all__ = ["EDSR", "MDSR", "edsr_baseline", "edsr", "mdsr_baseline", "mdsr"]
 
 
-def _body_with_skip(body: nn.Sequential, x: torch.Tensor, fused: bool) -> torch.Tensor:
-    """``body(x) + x``; fused, the body's last convolution adds the skip itself."""
-    if not fused or not fusion.fusable_conv(body[-1]):
+def _fused_body_with_skip(body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``body(x) + x``, the body's last convolution adding the skip itself."""
+    last = body[-1]
+    if not isinstance(last, nn.Conv2d) or not fusion.fusable_conv(last):
         return body(x).add_(x)
     res = x
     for block in list(body)[:-1]:
         res = block(res)
-    return fusion.conv_add(body[-1], res, x)  # type: ignore[arg-type]
+    return fusion.conv_add(last, res, x)
 
 
 def _check_single_scale(model_scale: int, scale: int | None) -> None:
@@ -67,6 +68,7 @@ class EDSR(nn.Module):
     """
 
     cpu_fusion = False
+    compose_upsampler = False
 
     def __init__(
         self,
@@ -99,8 +101,12 @@ class EDSR(nn.Module):
         fused = fusion.applies(self, x)
         x = self.sub_mean(x * self.rgb_range)
         x = self.head(x)
-        res = _body_with_skip(self.body, x, fused)
-        x = fusion.upsample_and_project(self.tail[0], self.tail[1], res, fused)
+        if fused and self.compose_upsampler:
+            x = fusion.upsample_and_project(self.tail[0], self.tail[1], _fused_body_with_skip(self.body, x))
+        elif fused:
+            x = self.tail(_fused_body_with_skip(self.body, x))
+        else:
+            x = self.tail(self.body(x).add_(x))
         return self.add_mean(x) / self.rgb_range
 
 
@@ -116,6 +122,7 @@ class MDSR(nn.Module):
     """
 
     cpu_fusion = False
+    compose_upsampler = False
 
     def __init__(
         self,
@@ -165,8 +172,12 @@ class MDSR(nn.Module):
         x = self.sub_mean(x * self.rgb_range)
         x = self.head(x)
         x = self.pre_process[k](x)
-        res = _body_with_skip(self.body, x, fused)
-        x = fusion.upsample_and_project(self.upsample[k], self.tail[0], res, fused)
+        if fused and self.compose_upsampler:
+            x = fusion.upsample_and_project(self.upsample[k], self.tail[0], _fused_body_with_skip(self.body, x))
+        elif fused:
+            x = self.tail(self.upsample[k](_fused_body_with_skip(self.body, x)))
+        else:
+            x = self.tail(self.upsample[k](self.body(x).add_(x)))
         return self.add_mean(x) / self.rgb_range
 
 

@@ -1,24 +1,27 @@
 """The CPU inference form of the EDSR family's layers: the same function as the layer-by-layer
-forward, with less memory traffic and less arithmetic.
+forward, with less memory traffic and (opt-in) less arithmetic.
 
 * **Convolution + ReLU** and **convolution + residual addition** run as one oneDNN convolution
   with a post-op (``torch.ops.mkldnn._convolution_pointwise``, the kernels torch.compile emits for
-  these patterns on the CPU, here without a compiler). In float32 the result is bit-identical to
-  the separate operations: the post-op applies the same single rounding to the same sum.
-* **The upsampler and the tail convolution compose into one LR convolution.** Without an
-  activation between them, ``tail(shuffle(conv(...)))`` is linear in the body's features, so it is
-  one convolution of the LR features (``3 s^2`` outputs, a 5x5 kernel for x2/x3/x4) followed by a
-  pixel shuffle of 3 channels: 8x fewer multiply-adds for EDSR-baseline x2, and no 4F-channel map
-  to shuffle. The composed kernel is computed in float64 from the live weights (cached until a
-  weight changes) and rounded once to the model's dtype; the outputs differ from the layer-by-layer
-  ones by float32 rounding only (``tests/test_models.py`` checks it against a float64 forward).
-  The composition is exact inside the image; on the outermost LR ring the high-resolution layers
-  pad with zeros, which no LR convolution reproduces, so that ring is recomputed by the layers
-  themselves on thin strips.
+  these patterns on the CPU, here without a compiler), and ``MeanShift``'s identity 1x1
+  convolution as a bias add. In float32 the results are bit-identical to the separate
+  operations (tested): the post-op applies the same single rounding to the same sum. This is
+  the default on the CPU (``cpu_fusion``).
+* **Opt-in: the upsampler and the tail convolution compose into one LR convolution**
+  (``compose_upsampler``). Without an activation between them, ``tail(shuffle(conv(...)))`` is
+  linear in the body's features, so it is one convolution of the LR features (``3 s^2``
+  outputs, a 5x5 kernel for x2/x3/x4) followed by a pixel shuffle of 3 channels: 8x fewer
+  multiply-adds for EDSR-baseline x2, and no 4F-channel map to shuffle. The composed kernel is
+  computed in float64 from the live weights (cached until a weight changes) and rounded once to
+  the model's dtype; the outputs are as close to a float64 forward as the layers' are, but not
+  the same bits, so a few uint8 pixels of an evaluation flip (Set5 x2 with the committed
+  EDSR-baseline: -1.4e-5 dB): hence opt-in. The composition is exact inside the image; on the
+  outermost LR ring the high-resolution layers pad with zeros, which no LR convolution
+  reproduces, so that ring is recomputed by the layers themselves on thin strips.
 
 A module uses these only where they apply: on the CPU, in eval mode, without autograd, in float32
-or bfloat16, with ``cpu_fusion`` switched on (:func:`sr_bench.inference.prepare_model` does it
-for the CPU; :func:`set_cpu_fusion` by hand).
+or bfloat16, with its switches on (:func:`sr_bench.inference.prepare_model` sets them;
+:func:`set_cpu_fusion` by hand).
 """
 
 from __future__ import annotations
@@ -83,23 +86,27 @@ def applies(module: nn.Module, x: torch.Tensor) -> bool:
     )
 
 
-def set_cpu_fusion(model: nn.Module, enabled: bool) -> None:
-    """Switch the fused CPU inference form on or off for every block of ``model`` that has one."""
+def set_cpu_fusion(model: nn.Module, enabled: bool, *, compose_upsampler: bool = False) -> None:
+    """Switch the fused CPU inference form on or off for every block of ``model`` that has one;
+    ``compose_upsampler`` (with ``enabled``) also composes the upsampler and tail convolution."""
     for m in model.modules():
         if hasattr(m, "cpu_fusion"):
             setattr(m, "cpu_fusion", enabled)  # noqa: B010  # an instance switch over the class default
+        if hasattr(m, "compose_upsampler"):
+            setattr(m, "compose_upsampler", enabled and compose_upsampler)  # noqa: B010
 
 
 @contextlib.contextmanager
 def cpu_fusion_disabled(model: nn.Module) -> Iterator[None]:
     """Run ``model`` layer by layer inside the block (e.g. to see every layer's output in hooks)."""
-    before = {m: m.cpu_fusion for m in model.modules() if hasattr(m, "cpu_fusion")}
+    switches = ("cpu_fusion", "compose_upsampler")
+    before = [(m, name, getattr(m, name)) for m in model.modules() for name in switches if hasattr(m, name)]
     set_cpu_fusion(model, False)
     try:
         yield
     finally:
-        for m, on in before.items():
-            setattr(m, "cpu_fusion", on)  # noqa: B010
+        for m, name, on in before:
+            setattr(m, name, on)
 
 
 def fusable_conv(conv: nn.Module) -> bool:
@@ -257,10 +264,11 @@ def _cached_fold(upsampler: nn.Module, tail: nn.Module) -> FoldedUpsampler | Non
     return cached[1]
 
 
-def upsample_and_project(upsampler: nn.Module, tail: nn.Module, x: torch.Tensor, fused: bool) -> torch.Tensor:
-    """``tail(upsampler(x))``; with ``fused`` (see :func:`applies`), the composed LR convolution."""
+def upsample_and_project(upsampler: nn.Module, tail: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``tail(upsampler(x))`` by the composed LR convolution (for a caller that checked
+    :func:`applies`), or by the layers where it cannot be composed or the image is tiny."""
     layers: Callable[[torch.Tensor], torch.Tensor] = lambda f: tail(upsampler(f))  # noqa: E731
-    fold = _cached_fold(upsampler, tail) if fused else None
+    fold = _cached_fold(upsampler, tail)
     if fold is None:
         return layers(x)
     H, W = x.shape[-2:]
