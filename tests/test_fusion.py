@@ -220,3 +220,13 @@ def test_tiny_images_use_the_layers():
         assert torch.equal(fused(x, 2), plain(x, 2))
     assert fusion.fusable_conv(nn.Conv2d(8, 8, 3, padding=1))
     assert not fusion.fusable_conv(nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"))
+
+
+def test_flop_counting_sees_the_layers():
+    """FLOP counting (a dispatch mode) knows aten convolutions, not oneDNN's fused ops: under it
+    a prepared model runs its layers, so the count is the same as the unprepared model's."""
+    from sr_bench.flops import count_flops
+
+    m = _random("edsr-baseline", 2, filters=8, blocks=2)
+    prepared = prepare_model(copy.deepcopy(m), "cpu", compose_upsampler=True)
+    assert count_flops(prepared, 2, 12, 12) == count_flops(m, 2, 12, 12) > 0

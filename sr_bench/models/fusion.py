@@ -83,7 +83,14 @@ def applies(module: nn.Module, x: torch.Tensor) -> bool:
         and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _bf16_supported()))
         and torch.backends.mkldnn.enabled
         and fused_ops_available()
+        and not _dispatch_mode_active()
     )
+
+
+def _dispatch_mode_active() -> bool:
+    """Whether a TorchDispatchMode is on (FLOP counting, fake tensors): it knows the aten
+    convolution, not oneDNN's fused ops, so the layers run (flops.count_flops counts them)."""
+    return torch._C._len_torch_dispatch_stack() > 0
 
 
 def set_cpu_fusion(model: nn.Module, enabled: bool, *, compose_upsampler: bool = False) -> None:
