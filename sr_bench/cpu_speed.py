@@ -302,7 +302,7 @@ def _compiled_cases(m: _Models, lr: torch.Tensor, scale: int) -> tuple[dict[str,
     plain = copy.deepcopy(m.forms["sr_bench unfused"])
     with torch.no_grad():
         t0 = time.perf_counter()
-        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(_Fixed(plain, scale), x)))
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(_Fixed(plain, scale).eval(), x)))
         frozen(x)
         setup["jit.freeze"] = time.perf_counter() - t0
     cases["jit.freeze"] = lambda: frozen(x)

@@ -15,7 +15,8 @@ The one entry point evaluation calls is :func:`super_resolve`. Guarantees:
 * a tile smaller than ``max(MIN_TILE, model.receptive_field)`` is raised to it with a warning:
   below it the overlap dwarfs the tile (``tile=1`` on a 120x96 image: 11,520 forwards).
 
-:func:`prepare_model` puts a model in inference form (``eval()``, device, dtype, memory format).
+:func:`prepare_model` puts a model in inference form (``eval()``, device, dtype, memory format,
+and on the CPU the fused form of :mod:`sr_bench.models.fusion`, bit-identical to the layers).
 """
 
 from __future__ import annotations

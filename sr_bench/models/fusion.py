@@ -54,13 +54,21 @@ _DTYPES = (torch.float32, torch.bfloat16)
 
 @functools.cache
 def fused_ops_available() -> bool:
-    """Whether this torch has oneDNN and its fused convolution ops (internal ops: checked, not assumed)."""
+    """Whether this torch has oneDNN's fused convolution ops and they give the separate ops' bits.
+
+    They are internal ops (the ones torch.compile emits), so they are checked, not assumed: once
+    per process, on a small case; a torch release that drops or changes them falls back to the
+    layers instead of breaking or changing results."""
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        ops = torch.ops.mkldnn._convolution_pointwise
-        return all(name in ops.overloads() for name in ("default", "binary"))
-    except (AttributeError, RuntimeError):
+        gen = torch.Generator().manual_seed(0)
+        conv = nn.Conv2d(8, 8, 3, padding=1).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        x = torch.randn(1, 8, 6, 7, generator=gen).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            ref = conv(x)
+            return torch.equal(conv_relu(conv, x), torch.relu(ref)) and torch.equal(conv_add(conv, x, x), ref + x)
+    except (AttributeError, RuntimeError, TypeError):
         return False
 
 
