@@ -20,6 +20,9 @@ It reports, for the config the ``--profile`` gives (default ``paper``: batch 16,
   bf16 inference (meaningful with trained weights: ``--eval-weights official`` or a file).
 
 Output: a markdown table on stdout and a JSON file (``--out``).
+
+CPU inference speed against the official port's forward and the convolution ceiling, and
+``imresize`` against torch's kernel: ``python -m sr_bench.cpu_speed`` (docs/cpu-inference.md).
 """
 
 from __future__ import annotations

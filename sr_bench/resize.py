@@ -11,11 +11,19 @@ What MATLAB does, as measured against all 457 MATLAB-made LR files of the benchm
 
 Speed: for rational factors the taps repeat with a short period, so a chunk of consecutive
 outputs is one small (outputs x window) matrix times a window of the (edge-padded) input, the
-same matrix for every chunk: each pass is one batched matrix product (``torch.bmm`` over strided
-windows; a few of them over cache-sized stripes of the height pass, which also convert uint8 to
-float there) instead of many small whole-image operations. uint8 input is accumulated in float32
-and every output within ``_TIE_TOLERANCE`` of a rounding boundary is recomputed in float64,
-which makes the result bit-identical to a float64 computation at float32 speed.
+same matrix for every chunk: each pass is a few batched matrix products (``torch.bmm`` over
+strided windows) instead of many small whole-image operations. The height pass converts uint8
+to float in cache-sized stripes and writes its rounded stripes straight into the edge-padded
+rows the width pass reads; the width pass resamples interleaved RGB as it is (the matrix
+kron(band, I)), so nothing is copied into planes and back. uint8 rounding is fused into the
+passes, block by block while the products are in cache:
+
+* power-of-two factors have dyadic taps, and every float32 sum of them times uint8 values is
+  exact (:func:`_sum_bits`): the rounding is a plain ``floor(x + 0.5)``;
+* other factors are accumulated in float32 and every output within ``_TIE_TOLERANCE`` of a
+  rounding boundary is recomputed in float64.
+
+Either way the result is bit-identical to a float64 computation, at float32 speed.
 """
 
 from __future__ import annotations
@@ -37,10 +45,13 @@ __all__ = ["imresize", "downscale", "upscale", "output_size"]
 _TIE_TOLERANCE = 1e-3
 _MAX_FLOAT32_TAPS = 32
 _MAX_PERIOD = 64
-# Outputs per chunk of a pass, and input elements per converted stripe (~1 MiB of float32).
+# Outputs per chunk of a pass, and input elements per converted stripe (~2 MiB of float32).
 _CHUNK = 8
-_STRIPE = 1 << 18
+_STRIPE = 1 << 19
 _BLOCK = 1 << 16  # elements per block of the rounding passes
+# (v + m) - m rounds v to the nearest integer for |v| < m / 3 (the spacing of floats near m is 1)
+_MAGIC = {torch.float32: 1.5 * 2.0**23, torch.float64: 1.5 * 2.0**52}
+_SIGNIFICAND_BITS = {torch.float32: 24, torch.float64: 53}
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -136,10 +147,15 @@ class _Band:
     stride: int
     chunks: int
     offset: int
+    sum_bits: float  # bits the exact sums of uint8 values need (see _sum_bits); inf if not dyadic
 
     @property
     def padded_len(self) -> int:
         return (self.chunks - 1) * self.stride + self.matrix.shape[1]
+
+    def exact_in(self, dtype: torch.dtype) -> bool:
+        """Whether every ``dtype`` sum of uint8 values times these weights is exact."""
+        return self.sum_bits <= _SIGNIFICAND_BITS[dtype]
 
 
 @lru_cache(maxsize=256)
@@ -159,112 +175,21 @@ def _band(in_len: int, out_len: int, scale: float) -> _Band:
             start = int(first[r]) - lo + k * plan.step
             matrix[k * plan.period + r, start : start + plan.taps] = plan.weights[r]
     used = np.flatnonzero(np.any(matrix != 0, axis=0))
-    return _Band(plan, matrix[:, : used[-1] + 1], stride, -(-out_len // rows), lo)
+    matrix = matrix[:, : used[-1] + 1]
+    return _Band(plan, matrix, stride, -(-out_len // rows), lo, _sum_bits(matrix))
 
 
-def _fill(dst: torch.Tensor, x: torch.Tensor, band: _Band, lo: int, dim: int) -> None:
-    """dst = padded positions [lo, lo + dst.shape[dim]) of ``x`` along ``dim``, converted to
-    dst's dtype in the same copy; positions beyond the edges repeat the edge sample."""
-    n, length = dst.shape[dim], x.shape[dim]
-    a = lo + band.offset  # the input index of dst's first position
-    left = min(n, max(0, -a))  # positions before the first sample
-    right = max(left, min(n, length - a))  # first position after the last sample
-    if right > left:
-        dst.narrow(dim, left, right - left).copy_(x.narrow(dim, a + left, right - left))
-    if left:
-        dst.narrow(dim, 0, left).copy_(x.narrow(dim, 0, 1))
-    if right < n:
-        dst.narrow(dim, right, n - right).copy_(x.narrow(dim, length - 1, 1))
-
-
-def _rows_pass(x: torch.Tensor, band: _Band, dtype: torch.dtype) -> torch.Tensor:
-    """Resample dim 1 of ``x`` (P, L, R) to (P, chunks * rows, R) in ``dtype``; the rows past
-    ``out_len`` are chunk padding for the caller to drop.
-
-    The input is converted in stripes of a few chunks that stay in cache, each followed by one
-    batched product over its chunks, instead of converting (and re-reading) the whole image."""
-    P, _, R = x.shape
-    rows, width = band.matrix.shape
-    mat = torch.as_tensor(band.matrix, dtype=dtype, device=x.device)
-    out = torch.empty(P, band.chunks, rows, R, dtype=dtype, device=x.device)
-    per = band.chunks if band.stride == 0 else max(1, _STRIPE // max(1, band.stride * R))
-    buf = torch.empty((min(per, band.chunks) - 1) * band.stride + width, R, dtype=dtype, device=x.device)
-    for p in range(P):
-        for j in range(0, band.chunks, per):
-            n = min(per, band.chunks - j)
-            used = buf[: (n - 1) * band.stride + width]
-            _fill(used, x[p], band, j * band.stride, 0)
-            windows = used.as_strided((n, width, R), (band.stride * R, R, 1))
-            torch.bmm(mat.expand(n, rows, width), windows, out=out[p, j : j + n])
-    return out.view(P, band.chunks * rows, R)
-
-
-def _cols_pass(x: torch.Tensor, band: _Band, dtype: torch.dtype) -> torch.Tensor:
-    """Resample the last dim of ``x`` (Q, L, W) to (Q, L, chunks * rows) in ``dtype`` (the
-    outputs past ``out_len`` are chunk padding)."""
-    Q, L, _ = x.shape
-    rows, width = band.matrix.shape
-    padded = torch.empty(Q, L, band.padded_len, dtype=dtype, device=x.device)
-    _fill(padded, x, band, 0, 2)
-    windows = padded.as_strided((band.chunks, Q * L, width), (band.stride, band.padded_len, 1))
-    mat_t = torch.as_tensor(band.matrix.T, dtype=dtype, device=x.device)
-    out = torch.bmm(windows, mat_t.expand(band.chunks, width, rows))  # (chunks, Q * L, rows)
-    return out.transpose(0, 1).reshape(Q, L, band.chunks * rows)
-
-
-def _near_ties(acc: torch.Tensor) -> np.ndarray:
-    """Round the contiguous float32 ``acc`` half up in place; return the flat positions that
-    lie within ``_TIE_TOLERANCE`` of a tie (their rounding is left to the float64 fix-up).
-
-    Works block by block with reused temporaries: the elementwise passes then run in cache."""
-    flat = acc.view(-1)
-    block = min(flat.numel(), _BLOCK)
-    low = torch.empty(block, dtype=acc.dtype, device=acc.device)
-    found = []
-    for s in range(0, flat.numel(), block):
-        a = flat[s : s + block]
-        lo = low[: len(a)]
-        # floor(acc + 0.5 - tol) != floor(acc + 0.5 + tol) exactly when acc is near a tie; the
-        # difference is a float 0 / -1 (a bool comparison is far slower here)
-        torch.add(a, 0.5 - _TIE_TOLERANCE, out=lo).floor_()
-        lo.sub_(a.add_(0.5 + _TIE_TOLERANCE).floor_())
-        # numpy's flatnonzero is an order of magnitude faster than torch's nonzero on the CPU
-        hits = np.flatnonzero(lo.numpy() != 0) if lo.device.type == "cpu" else lo.nonzero().view(-1).cpu().numpy()
-        found.append(hits + s)
-    return np.concatenate(found)
-
-
-def _round_uint8(acc: torch.Tensor, x: torch.Tensor, plan: _AxisPlan, dim: int) -> torch.Tensor:
-    """MATLAB's uint8 rounding (half away from zero, then clipped) of a contiguous float32
-    (Q, A, B) pass of the contiguous ``x`` along ``dim`` (1 or 2), in place. Outputs near a tie
-    are recomputed from ``x`` in float64, where float32 error cannot move them across it."""
-    f = _near_ties(acc)
-    _, n_out, n_last = acc.shape
-    q, o, last = f // (n_out * n_last), f // n_last % n_out, f % n_last
-    keep = (o if dim == 1 else last) < plan.out_len  # rows past the end are chunk padding
-    f, q, o, last = f[keep], q[keep], o[keep], last[keep]
-    if len(f):
-        _, length, x_last = x.shape
-        pos = o if dim == 1 else last
-        taps = plan.indices(pos)  # (n, taps) input positions along dim
-        if dim == 1:
-            src = (q * length)[:, None] * x_last + taps * x_last + last[:, None]
-        else:
-            src = ((q * length + o) * x_last)[:, None] + taps
-        vals = x.reshape(-1)[torch.as_tensor(src, device=x.device)].to(torch.float64)
-        w = torch.as_tensor(plan.weights[pos % plan.period], dtype=torch.float64, device=x.device)
-        exact = (vals * w).sum(dim=1)
-        acc.view(-1)[torch.as_tensor(f, device=acc.device)] = torch.floor(exact + 0.5).to(acc.dtype)
-    return acc.clamp_(0, 255)
-
-
-def _resize_dim(x: torch.Tensor, band: _Band, dim: int, quantize: bool, dtype: torch.dtype) -> torch.Tensor:
-    if quantize and band.plan.taps > _MAX_FLOAT32_TAPS:  # too many terms for float32's error bound
-        dtype = torch.float64
-    acc = _rows_pass(x, band, dtype) if dim == 1 else _cols_pass(x, band, dtype)
-    if quantize:
-        acc = _round_uint8(acc, x.contiguous(), band.plan, dim)
-    return acc[:, : band.plan.out_len] if dim == 1 else acc[..., : band.plan.out_len]
+def _sum_bits(weights: np.ndarray) -> float:
+    """Significant bits that every sum of products of these weights with integers 0..255 fits
+    in, in any order; inf unless the weights are dyadic. With weights multiples of 2^-q (power-
+    of-two factors give such taps), every product and partial sum is an integer multiple of 2^-q
+    of magnitude <= 255 * sum|w|: a float with that many bits holds it exactly, so a pass in that
+    float is exact and its rounding needs no float64 fix-up."""
+    for q in range(60):
+        scaled = weights * 2.0**q
+        if np.array_equal(scaled, np.round(scaled)):
+            return math.log2(255 * np.abs(weights).sum(axis=1).max() * 2.0**q)
+    return math.inf
 
 
 def output_size(size: int, scale: float) -> int:
@@ -287,25 +212,239 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     raise TypeError(f"imresize: unsupported dtype {dtype}; pass uint8 or a floating-point tensor")
 
 
+def _fill(dst: torch.Tensor, x: torch.Tensor, band: _Band, lo: int, dim: int) -> None:
+    """dst = padded positions [lo, lo + dst.shape[dim]) of ``x`` along ``dim``, converted to
+    dst's dtype in the same copy; positions beyond the edges repeat the edge sample."""
+    n, length = dst.shape[dim], x.shape[dim]
+    a = lo + band.offset  # the input index of dst's first position
+    left = min(n, max(0, -a))  # positions before the first sample
+    right = max(left, min(n, length - a))  # first position after the last sample
+    if right > left:
+        dst.narrow(dim, left, right - left).copy_(x.narrow(dim, a + left, right - left))
+    if left:
+        dst.narrow(dim, 0, left).copy_(x.narrow(dim, 0, 1))
+    if right < n:
+        dst.narrow(dim, right, n - right).copy_(x.narrow(dim, length - 1, 1))
+
+
+def _round_into(acc: torch.Tensor, out: torch.Tensor) -> np.ndarray:
+    """``out`` = the contiguous ``acc`` clipped to 0..255 and rounded to the nearest integer;
+    ``acc`` is used as scratch. Returns the flat positions of ``acc`` within ``_TIE_TOLERANCE`` of
+    x.5: elsewhere the nearest integer is MATLAB's half-up rounding of the exact sum, and float
+    error cannot cross a tie; there the caller recomputes in float64. (Clipping first is the same:
+    0 and 255 are integers, and a clipped value is no tie.)
+
+    One block at a time, right after the product that made it, while it is in cache: adding and
+    subtracting 1.5 * 2^mantissa rounds to the nearest integer in two cheap operations."""
+    magic = _MAGIC[acc.dtype]
+    acc.clamp_(0, 255)
+    if acc.device.type == "cpu":  # numpy: a tenth of torch's per-call overhead on these small blocks
+        a, o = acc.numpy(), out.numpy()
+        np.add(a, magic, out=o)
+        np.subtract(o, magic, out=o)
+        np.subtract(a, o, out=a)
+        np.abs(a, out=a)
+        return np.flatnonzero(a > 0.5 - _TIE_TOLERANCE)
+    torch.add(acc, magic, out=out).sub_(magic)
+    acc.sub_(out).abs_()
+    return (acc > 0.5 - _TIE_TOLERANCE).view(-1).nonzero().view(-1).cpu().numpy()
+
+
+def _round_exact_into(acc: torch.Tensor, out: torch.Tensor) -> None:
+    """``out`` = MATLAB's rounding of the exact sums ``acc`` (see :func:`_sum_bits`):
+    clipped to 0..255, then rounded half up; ``acc`` is used as scratch."""
+    acc.clamp_(0, 255)
+    if acc.device.type == "cpu":
+        a = acc.numpy()
+        np.add(a, 0.5, out=a)
+        np.floor(a, out=out.numpy())
+    else:
+        torch.floor(acc.add_(0.5), out=out)
+
+
+def _exact(source: torch.Tensor, src: np.ndarray, weights: np.ndarray) -> torch.Tensor:
+    """MATLAB's rounding, in float64, of the sums of ``source.view(-1)[src]`` (n, taps) times
+    ``weights`` (n, taps), clipped to 0..255."""
+    flat = source.reshape(-1)
+    if flat.device.type == "cpu":  # numpy's gather is an order of magnitude faster than torch's index
+        vals = torch.from_numpy(flat.numpy()[src]).to(torch.float64)
+    else:
+        vals = flat[torch.as_tensor(src, device=flat.device)].to(torch.float64)
+    w = torch.as_tensor(weights, dtype=torch.float64, device=flat.device)
+    return torch.floor((vals * w).sum(dim=1) + 0.5).clamp_(0, 255)
+
+
+def _rows_pass(x: torch.Tensor, band: _Band, dtype: torch.dtype, quantize: bool,
+               out: torch.Tensor | None = None) -> torch.Tensor:
+    """Resample dim 1 of the contiguous ``x`` (P, L, R) to (P, chunks * rows, R) in ``dtype``, into
+    ``out`` if given (any strides: e.g. the interior of the next pass's padded rows); the rows
+    past ``out_len`` are chunk padding for the caller to drop. ``quantize``: MATLAB's uint8
+    rounding, exact (float64 for outputs near a tie).
+
+    The input is converted in stripes of a few chunks that stay in cache, each followed by one
+    batched product over its chunks and, for uint8, its rounding, instead of whole-image passes."""
+    P, L, R = x.shape
+    rows, width = band.matrix.shape
+    mat = torch.as_tensor(band.matrix, dtype=dtype, device=x.device)
+    if out is None:
+        out = torch.empty(P, band.chunks * rows, R, dtype=dtype, device=x.device)
+    per = band.chunks if band.stride == 0 else max(1, _STRIPE // max(1, band.stride * R))
+    per = min(per, band.chunks)
+    buf = torch.empty((per - 1) * band.stride + width, R, dtype=dtype, device=x.device)
+    acc = torch.empty(per, rows, R, dtype=dtype, device=x.device)
+    hits: list[np.ndarray] = []
+    for p in range(P):
+        for j in range(0, band.chunks, per):
+            n = min(per, band.chunks - j)
+            used = buf[: (n - 1) * band.stride + width]
+            _fill(used, x[p], band, j * band.stride, 0)
+            windows = used.as_strided((n, width, R), (band.stride * R, R, 1))
+            block = torch.bmm(mat.expand(n, rows, width), windows, out=acc[:n]).view(n * rows, R)
+            dest = out[p, j * rows : (j + n) * rows]
+            if quantize and band.exact_in(dtype):
+                _round_exact_into(block, dest)
+            elif quantize:
+                hits.append(_round_into(block, dest) + (p * band.chunks + j) * rows * R)
+            else:
+                dest.copy_(block)
+    if hits:
+        _fix_rows(out, np.concatenate(hits), x, band.plan)
+    return out
+
+
+def _fix_rows(out: torch.Tensor, hits: np.ndarray, x: torch.Tensor, plan: _AxisPlan) -> None:
+    """Round the outputs of a rows pass at positions ``hits`` (flat, as if ``out`` were
+    contiguous) from the exact float64 sums."""
+    _, n_out, R = out.shape
+    o = hits // R % n_out
+    hits = hits[o < plan.out_len]  # rows past the end are chunk padding
+    if not len(hits):
+        return
+    p, o, r = hits // (n_out * R), hits // R % n_out, hits % R
+    src = ((p * x.shape[1])[:, None] + plan.indices(o)) * R + r[:, None]
+    where = tuple(torch.as_tensor(i, device=out.device) for i in (p, o, r))
+    out[where] = _exact(x, src, plan.weights[o % plan.period]).to(out.dtype)
+
+
+def _cols_pass(padded: torch.Tensor, band: _Band, channels: int, dtype: torch.dtype, quantize: bool,
+               rows_kept: tuple[int, int] | None = None) -> torch.Tensor:
+    """Resample the rows of ``padded`` (N, padded_len * channels), filled by :func:`_fill` with
+    ``channels`` interleaved values per position, to (chunks, N, rows * channels) in ``dtype``:
+    output ``c * rows + r``, channel m, of row ``n`` is at ``[c, n, r * channels + m]`` (outputs
+    past ``out_len`` are chunk padding). ``quantize`` as for :func:`_rows_pass`, block by block;
+    ``rows_kept`` = (k, period): only rows ``n`` with ``n % period < k`` are kept by the caller
+    (the others are the previous pass's chunk padding, left unrounded).
+
+    Interleaved channels are resampled in place by the matrix kron(band, I): 3x the multiplies
+    for RGB, but no copy of the image into planes and back."""
+    N = padded.shape[0]
+    rows, width = band.matrix.shape
+    rm, wm = rows * channels, width * channels
+    windows = padded.as_strided((band.chunks, N, wm), (band.stride * channels, band.padded_len * channels, 1))
+    mat_t = torch.as_tensor(np.kron(band.matrix.T, np.eye(channels)), dtype=dtype, device=padded.device)
+    out = torch.empty(band.chunks, N, rm, dtype=dtype, device=padded.device)
+    if not quantize:
+        return torch.bmm(windows, mat_t.expand(band.chunks, wm, rm), out=out)
+    per = max(1, min(band.chunks, _BLOCK // max(1, N * rm)))
+    acc = torch.empty(per, N, rm, dtype=dtype, device=padded.device)
+    hits = []
+    for c in range(0, band.chunks, per):
+        n = min(per, band.chunks - c)
+        torch.bmm(windows[c : c + n], mat_t.expand(n, wm, rm), out=acc[:n])
+        if band.exact_in(dtype):
+            _round_exact_into(acc[:n], out[c : c + n])
+        else:
+            hits.append(_round_into(acc[:n], out[c : c + n]) + c * N * rm)
+    if hits:
+        _fix_cols(out, np.concatenate(hits), padded, band, channels, rows_kept)
+    return out
+
+
+def _fix_cols(out: torch.Tensor, hits: np.ndarray, padded: torch.Tensor, band: _Band, channels: int,
+              rows_kept: tuple[int, int] | None) -> None:
+    """Round the outputs of a cols pass at flat positions ``hits`` from the exact float64 sums,
+    reading the taps from ``padded`` (edge positions hold the replicated edge samples)."""
+    _, N, rm = out.shape
+    c, n, r, m = hits // (N * rm), hits // rm % N, hits % rm // channels, hits % channels
+    o = c * (rm // channels) + r
+    keep = o < band.plan.out_len
+    if rows_kept is not None:
+        keep &= n % rows_kept[1] < rows_kept[0]
+    hits, n, o, m = hits[keep], n[keep], o[keep], m[keep]
+    if not len(hits):
+        return
+    plan = band.plan
+    start = np.asarray(plan.first)[o % plan.period] + o // plan.period * plan.step - band.offset
+    pos = (n * band.padded_len + start)[:, None] + np.arange(plan.taps)[None, :]
+    src = pos * channels + m[:, None]
+    out.view(-1)[torch.as_tensor(hits, device=out.device)] = _exact(padded, src, plan.weights[o % plan.period]).to(
+        out.dtype
+    )
+
+
+def _pass_dtype(band: _Band, quantize: bool, dtype: torch.dtype) -> torch.dtype:
+    if quantize and band.plan.taps > _MAX_FLOAT32_TAPS:  # too many terms for float32's error bound
+        return torch.float64
+    return dtype
+
+
+def _padded(x: torch.Tensor, band: _Band, dtype: torch.dtype) -> torch.Tensor:
+    """``x`` (B, L, W, M) as the (B * L, padded_len * M) rows a cols pass reads, in ``dtype``
+    (one copy, row by row: conversion and edge padding together)."""
+    B, L, _, M = x.shape
+    padded = torch.empty(B, L, band.padded_len, M, dtype=dtype, device=x.device)
+    _fill(padded, x, band, 0, 2)
+    return padded.view(B * L, band.padded_len * M)
+
+
+def _assemble(wide: torch.Tensor, shape: tuple[int, int, int, int], dtype: torch.dtype,
+              rows_per_image: int | None = None) -> torch.Tensor:
+    """A cols pass's (chunks, B * rows_per_image, rows * M) output as a contiguous (B, L, w, M)
+    tensor of ``dtype``: the first L rows of each image, the chunk padding dropped (one copy,
+    converting)."""
+    B, L, w, M = shape
+    chunks, _, rm = wide.shape
+    rows = rm // M
+    src = wide.view(chunks, B, rows_per_image or L, rows, M)[:, :, :L].permute(1, 2, 0, 3, 4)  # (B, L, chunks, rows, M)
+    out = torch.empty(shape, dtype=dtype, device=wide.device)
+    full = w // rows
+    if full:
+        out[:, :, : full * rows].view(B, L, full, rows, M).copy_(src[:, :, :full])
+    if w > full * rows:
+        out[:, :, full * rows :].copy_(src[:, :, full, : w - full * rows])
+    return out
+
+
 def _resize_bhwm(x: torch.Tensor, scale_hw: tuple[float, float], out_hw: tuple[int, int]) -> torch.Tensor:
     """Resize dims 1 and 2 of a contiguous (B, H, W, M) tensor; M rides along (channels of an
-    HWC image, or 1 for CHW tensors). Returns (B, H', W', M), uint8-valued floats for uint8."""
+    HWC image, or 1 for CHW tensors). Returns a contiguous (B, H', W', M) tensor of x's dtype.
+
+    MATLAB resizes the dimension with the smaller scale first (height on ties). The height pass
+    reads rows of W * M values as they are; the width pass reads each row padded at its edges
+    (one copy), with the M channels interleaved as they came."""
     quantize = x.dtype == torch.uint8
     dtype = torch.float32 if quantize else _work_dtype(x.dtype)
     B, H, W, M = x.shape
-    planes = x.reshape(B, H, W * M)  # the height pass reads rows of W * M values as they are
-    channels_last = M > 1
-    # MATLAB resizes the dimension with the smaller scale first (height on ties).
-    for dim in ((0, 1) if scale_hw[0] <= scale_hw[1] else (1, 0)):
-        if dim == 0:
-            planes = _resize_dim(planes, _band(planes.shape[1], out_hw[0], scale_hw[0]), 1, quantize, dtype)
-        else:
-            if channels_last:  # the width pass wants width last: (B, h, W, M) -> (B * M, h, W)
-                h = planes.shape[1]
-                planes = planes.reshape(B, h, W, M).permute(0, 3, 1, 2).reshape(B * M, h, W)
-                channels_last = False
-            planes = _resize_dim(planes, _band(W, out_hw[1], scale_hw[1]), 2, quantize, dtype)
-    return planes.reshape(B, M, *out_hw).permute(0, 2, 3, 1)
+    (h, w), (sh, sw) = out_hw, scale_hw
+    bh, bw = _band(H, h, sh), _band(W, w, sw)
+    dh, dw = _pass_dtype(bh, quantize, dtype), _pass_dtype(bw, quantize, dtype)
+    if sh <= sw:
+        lo = -bw.offset  # where the first input column sits in the padded rows
+        if lo < 0 or lo + W > bw.padded_len or dh != dw:  # (windows that do not span the input: a copy)
+            tall = _rows_pass(x.view(B, H, W * M), bh, dh, quantize)[:, :h]
+            wide = _cols_pass(_padded(tall.view(B, h, W, M), bw, dw), bw, M, dw, quantize)
+            return _assemble(wide, (B, h, w, M), x.dtype)
+        # the height pass writes straight into the padded rows the width pass reads
+        n_rows = bh.chunks * bh.matrix.shape[0]
+        padded = torch.empty(B, n_rows, bw.padded_len, M, dtype=dw, device=x.device)
+        _rows_pass(x.view(B, H, W * M), bh, dh, quantize, padded[:, :, lo : lo + W].view(B, n_rows, W * M))
+        padded[:, :, :lo] = padded[:, :, lo : lo + 1]
+        padded[:, :, lo + W :] = padded[:, :, lo + W - 1 : lo + W]
+        wide = _cols_pass(padded.view(B * n_rows, -1), bw, M, dw, quantize, (h, n_rows))
+        return _assemble(wide, (B, h, w, M), x.dtype, n_rows)
+    wide = _cols_pass(_padded(x, bw, dw), bw, M, dw, quantize)
+    tall = _rows_pass(_assemble(wide, (B, H, w, M), dw).view(B, H, w * M), bh, dh, quantize)
+    return torch.empty(B, h, w, M, dtype=x.dtype, device=x.device).copy_(tall[:, :h].view(B, h, w, M))
 
 
 @contextmanager
@@ -323,6 +462,22 @@ def _one_cpu_thread(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def _highest_matmul_precision() -> Iterator[None]:
+    """float32 products in float32: under ``torch.set_float32_matmul_precision("high"/"medium")``
+    torch may run them in TF32 or bfloat16 (oneDNN on CPUs with AMX), whose errors exceed the
+    tie tolerance and break the exact sums of power-of-two factors."""
+    before = torch.get_float32_matmul_precision()
+    if before == "highest":
+        yield
+        return
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def imresize(image, scale: float | tuple[float, float] | None = None, *, output_shape: tuple[int, int] | None = None):
@@ -372,12 +527,10 @@ def imresize(image, scale: float | tuple[float, float] | None = None, *, output_
     else:
         _work_dtype(image.dtype)
         bhwm = image.reshape(-1, hw[0], hw[1], 1)
-    with _one_cpu_thread(bhwm.device):
+    with _one_cpu_thread(bhwm.device), _highest_matmul_precision():
         out = _resize_bhwm(bhwm, scale_hw, out_hw)
-    out = out.to(torch.uint8) if out.dtype != torch.uint8 and bhwm.dtype == torch.uint8 else out
-    out = out.to(bhwm.dtype)
     if is_numpy:
-        return out.reshape(*out_hw, *image.shape[2:]).contiguous().numpy()
+        return out.reshape(*out_hw, *image.shape[2:]).numpy()
     return out.reshape(*image.shape[:-2], *out_hw)
 
 

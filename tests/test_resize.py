@@ -195,3 +195,62 @@ def test_batched_tensor_matches_exact_rational_result():
     assert out.dtype == torch.uint8
     np.testing.assert_array_equal(out.numpy(), expected)
 
+
+
+@pytest.mark.parametrize("scale_hw", [(1 / 10, 1 / 2), (1 / 2, 1 / 10), (1 / 8, 1 / 3), (1 / 3, 1 / 2), (2, 1 / 3)])
+def test_mixed_factors_and_float64_passes_match_the_matrix_implementation(scale_hw):
+    """Unequal factors run the width pass first when it shrinks more, and a shrink by 10 has 40
+    taps, too many for float32: that pass runs in float64, the other in float32, so the height
+    pass cannot write into the width pass's buffer. Each pass against the dense float64 matrix."""
+    rng = np.random.default_rng(13)
+    img = rng.integers(0, 256, size=(48, 40, 3), dtype=np.uint8)
+    sh, sw = scale_hw
+    oh, ow = output_size(48, sh), output_size(40, sw)
+    tall = np.einsum("oh,hwc->owc", matlab_matrix(48, oh, sh), img.astype(float))
+    wide = np.einsum("pw,hwc->hpc", matlab_matrix(40, ow, sw), img.astype(float))
+    if sh <= sw:  # MATLAB's order: the smaller scale first
+        expected = np.einsum("pw,hwc->hpc", matlab_matrix(40, ow, sw), np.clip(np.floor(tall + 0.5), 0, 255))
+    else:
+        expected = np.einsum("oh,hwc->owc", matlab_matrix(48, oh, sh), np.clip(np.floor(wide + 0.5), 0, 255))
+    out = imresize(img, scale_hw)
+    _assert_rounds_like(out, expected)
+    planes = imresize(torch.from_numpy(img).permute(2, 0, 1).contiguous(), scale_hw)  # CHW: one channel at a time
+    np.testing.assert_array_equal(planes.permute(1, 2, 0).numpy(), out)
+
+
+def test_reduced_precision_matmul_setting_does_not_change_results():
+    """torch.set_float32_matmul_precision("medium") lets float32 products run in bfloat16 (AMX
+    CPUs) or TF32; imresize must still compute in float32, and leave the setting as it was."""
+    rng = np.random.default_rng(17)
+    img = rng.integers(0, 256, size=(60, 90, 3), dtype=np.uint8)
+    expected = {s: imresize(img, s) for s in (1 / 3, 1 / 4, 3)}
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        for s, ref in expected.items():
+            np.testing.assert_array_equal(imresize(img, s), ref)
+        assert torch.get_float32_matmul_precision() == "medium"
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+@pytest.mark.parametrize("factor", [2, 4, 8])
+def test_power_of_two_factors_are_exact(factor):
+    """The premise of the plain rounding for power-of-two factors: dyadic taps whose sums with
+    uint8 values are exact in every float the plan says (float32 for x2 and x4; a shrink by 8
+    needs more than float32's 24 bits, so only float64), checked on the plan's own matrix
+    against exact rational sums of random lines: any rounding in the product would show."""
+    from sr_bench.resize import _band
+
+    for scale in (1 / factor, float(factor)):
+        band = _band(40, output_size(40, scale), scale)
+        exact_in = [d for d in (torch.float32, torch.float64) if band.exact_in(d)]
+        assert exact_in == ([torch.float64] if scale == 1 / 8 else [torch.float32, torch.float64])
+        lines = np.random.default_rng(factor).integers(0, 256, size=(band.matrix.shape[1], 300))
+        exact = [[sum(Fraction(float(a)) * int(b) for a, b in zip(row, col, strict=True)) for col in lines.T]
+                 for row in band.matrix[:3]]
+        for dtype in exact_in:
+            got = torch.as_tensor(band.matrix, dtype=dtype) @ torch.as_tensor(lines, dtype=dtype)
+            np.testing.assert_array_equal(got[:3].double().numpy(), np.array(exact, dtype=np.float64))
+    assert not _band(40, 14, 1 / 3).exact_in(torch.float64)  # thirds are not dyadic
+    assert not _band(40, 120, 3.0).exact_in(torch.float64)

@@ -8,6 +8,11 @@ with k following the scales (2, 3, 4). With ``batch_norm=True`` (the ablation) t
 
 Range: inputs and outputs are 0..1; inside, the network works on 0..``rgb_range`` (255), where
 the official weights live.
+
+CPU inference: with ``cpu_fusion`` on (:func:`sr_bench.inference.prepare_model` switches it on
+for the CPU), the blocks run fused, bit-identical to the layers; with ``compose_upsampler`` too
+(opt-in), the upsampler and tail convolution run as one composed LR convolution, equal to the
+layers to float32 rounding (:mod:`sr_bench.models.fusion`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from sr_bench.models import fusion
 from sr_bench.models.common import (
     DIV2K_MEAN,
     MeanShift,
@@ -29,6 +35,17 @@ from sr_bench.models.common import (
 from sr_bench.models.registry import ModelSpec, register_model
 
 __all__ = ["EDSR", "MDSR", "edsr_baseline", "edsr", "mdsr_baseline", "mdsr"]
+
+
+def _fused_body_with_skip(body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``body(x) + x``, the body's last convolution adding the skip itself."""
+    last = body[-1]
+    if not isinstance(last, nn.Conv2d) or not fusion.fusable_conv(last):
+        return body(x).add_(x)
+    res = x
+    for block in list(body)[:-1]:
+        res = block(res)
+    return fusion.conv_add(last, res, x)
 
 
 def _check_single_scale(model_scale: int, scale: int | None) -> None:
@@ -49,6 +66,9 @@ class EDSR(nn.Module):
             official port, the upsampler never has BN.
         rgb_range: the internal pixel range of the weights (255 for the official checkpoints).
     """
+
+    cpu_fusion = False
+    compose_upsampler = False
 
     def __init__(
         self,
@@ -78,11 +98,15 @@ class EDSR(nn.Module):
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         _check_single_scale(self.scale, scale)
+        fused = fusion.applies(self, x)
         x = self.sub_mean(x * self.rgb_range)
         x = self.head(x)
-        res = self.body(x)
-        res = res.add_(x)
-        x = self.tail(res)
+        if fused and self.compose_upsampler:
+            x = fusion.upsample_and_project(self.tail[0], self.tail[1], _fused_body_with_skip(self.body, x))
+        elif fused:
+            x = self.tail(_fused_body_with_skip(self.body, x))
+        else:
+            x = self.tail(self.body(x).add_(x))
         return self.add_mean(x) / self.rgb_range
 
 
@@ -96,6 +120,9 @@ class MDSR(nn.Module):
         filters: feature maps (64).
         res_scale, batch_norm, rgb_range: as for :class:`EDSR`.
     """
+
+    cpu_fusion = False
+    compose_upsampler = False
 
     def __init__(
         self,
@@ -141,13 +168,16 @@ class MDSR(nn.Module):
             k = self.scales.index(scale)
         except ValueError:
             raise ValueError(f"this MDSR serves scales {self.scales}; got scale={scale}") from None
+        fused = fusion.applies(self, x)
         x = self.sub_mean(x * self.rgb_range)
         x = self.head(x)
         x = self.pre_process[k](x)
-        res = self.body(x)
-        res = res.add_(x)
-        x = self.upsample[k](res)
-        x = self.tail(x)
+        if fused and self.compose_upsampler:
+            x = fusion.upsample_and_project(self.upsample[k], self.tail[0], _fused_body_with_skip(self.body, x))
+        elif fused:
+            x = self.tail(self.upsample[k](_fused_body_with_skip(self.body, x)))
+        else:
+            x = self.tail(self.upsample[k](self.body(x).add_(x)))
         return self.add_mean(x) / self.rgb_range
 
 

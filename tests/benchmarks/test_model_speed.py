@@ -1,12 +1,15 @@
 """Forward speed of EDSR-baseline x2 and EDSR x2 on a 1x3x256x256 LR input, beside the ceiling:
-a bare 64->64 3x3 convolution on this machine.
+a bare 64->64 3x3 convolution on this machine, and against the official port's eager forward.
 
     pytest tests/benchmarks --benchmark-only          # measure
     pytest tests/benchmarks --benchmark-disable       # run each case once, as a test
 
 Each case records ``gflop`` and, when measured, ``median_ms`` and ``gflop_per_s`` in
-``benchmark.extra_info`` (``--benchmark-json`` keeps them) and prints them (``-s``). Nothing
-here asserts a timing: machines differ; the figures go into the report.
+``benchmark.extra_info`` (``--benchmark-json`` keeps them) and prints them (``-s``).
+``test_against_official_and_ceiling`` runs :mod:`sr_bench.cpu_speed`'s interleaved comparison
+(ratios to the official forward and to the ceiling, on 1 and 2 threads; ``python -m
+sr_bench.cpu_speed`` is the same without pytest). Nothing here asserts a timing: machines
+differ; the figures go into the report.
 """
 
 from __future__ import annotations
@@ -75,6 +78,36 @@ def test_edsr_baseline_x2_contiguous(benchmark):
 def test_edsr_baseline_x2_bfloat16(benchmark):
     """bfloat16 on the CPU: only as an explicit option (it changes results)."""
     _model_case(benchmark, "edsr-baseline", "bfloat16", rounds=3)
+
+
+def test_edsr_baseline_x2_unfused(benchmark):
+    """The layer-by-layer forward (``fuse=False``): what the CPU fusion saves."""
+    _model_case(benchmark, "edsr-baseline", "float32", rounds=3, fuse=False)
+
+
+def test_against_official_and_ceiling(benchmark, capsys):
+    """sr_bench's default forward against the official structure and the conv ceiling, timed
+    interleaved in this process; run as a test, one small round that checks equal work."""
+    from sr_bench.cpu_speed import forward_speed, to_markdown
+
+    if benchmark.disabled:
+        report = benchmark(forward_speed, size=24, rounds=1, threads=(1,))
+        agreement = report["agreement"]
+        assert all(agreement[k]["vs_fp64"] <= agreement["bound"] for k in ("sr_bench", "sr_bench composed"))
+        ratios = report["rows"][0]["ratios"]
+        assert set(ratios) == {"sr_bench", "sr_bench composed", "sr_bench unfused"}
+        assert all(r["wall"]["official_over_this"] > 0 and r["cpu"]["ceiling_fraction"] > 0 for r in ratios.values())
+        return
+    report = benchmark.pedantic(forward_speed, kwargs={"size": SIZE, "rounds": 5}, rounds=1, iterations=1)
+    for row in report["rows"]:
+        for name, by_clock in row["ratios"].items():
+            for kind, r in by_clock.items():
+                key = f"{name.replace(' ', '_')}_{row['threads']}t_{kind}"
+                benchmark.extra_info[f"{key}_official_over_this"] = r["official_over_this"]
+                benchmark.extra_info[f"{key}_ceiling_fraction"] = r["ceiling_fraction"]
+    with capsys.disabled():
+        print("\n" + to_markdown({"machine": {"cpu": "", "cores": "", "torch": torch.__version__, "capability": ""},
+                                  "load_before": "", "load_after": "", "forward": report}))
 
 
 @pytest.mark.slow

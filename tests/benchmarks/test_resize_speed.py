@@ -7,7 +7,8 @@ idle machine and with two busy processes competing for the cores. Each case time
 the same load, and reports the ratio of the medians (the target: 3x or less).
 
 ``pytest tests/benchmarks/test_resize_speed.py --benchmark-only -s`` prints one line per case;
-``python tests/benchmarks/test_resize_speed.py`` prints the same table without pytest.
+``python tests/benchmarks/test_resize_speed.py`` prints the same table without pytest, and
+``python -m sr_bench.cpu_speed`` times it beside the model forward (with thread CPU times).
 """
 
 from __future__ import annotations
@@ -25,15 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from sr_bench import imresize
+from sr_bench.cpu_speed import photograph
 
 ROUNDS = 15
-
-
-def photograph() -> np.ndarray:
-    from PIL import Image
-    from skimage.data import astronaut
-
-    return np.array(Image.fromarray(astronaut()).resize((2040, 1356), Image.BICUBIC))
 
 
 @contextlib.contextmanager
