@@ -59,8 +59,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sr_bench import cli
+from sr_bench import cli, models
+from sr_bench.data import DatasetNotFound, open_dataset
+from sr_bench.evaluate import evaluate, load_candidates
+from sr_bench.flops import count_flops
 from sr_bench.images import atomic_write
+from sr_bench.inference import prepare_model, super_resolve
+from sr_bench.models.common import ResBlock
+from sr_bench.models.edsr import EDSR
+from sr_bench.paths import checkout_root, default_results_dir
+from sr_bench.resize import imresize
+from sr_bench.weights import load_weights, published_weights
 
 __all__ = ["OfficialEDSR", "Timing", "interleave", "forward_speed", "resize_speed", "photograph", "main"]
 
@@ -73,7 +82,6 @@ QUICK_WEIGHTS = "results/weights/quick-edsr-baseline-x2.safetensors"
 
 def _default_weights(model: str, scale: int) -> str:
     """The committed quick weights where they fit (a checkout), else random init (speed only)."""
-    from sr_bench.paths import checkout_root
 
     root = checkout_root()
     if (model, scale) == ("edsr-baseline", 2) and root is not None and (root / QUICK_WEIGHTS).is_file():
@@ -189,7 +197,6 @@ def photograph() -> np.ndarray:
 
 def _lr_crop(size: int) -> torch.Tensor:
     """A size x size crop of the photograph shrunk by 4 (MATLAB bicubic), 0..1, (1, 3, s, s)."""
-    from sr_bench.resize import imresize
 
     small = imresize(photograph(), 0.25)  # 339 x 510
     if size > min(small.shape[:2]):
@@ -212,20 +219,12 @@ class _Models:
 
 
 def _build(model: str, scale: int, weights: str | None) -> _Models:
-    from sr_bench import models
-    from sr_bench.flops import count_flops
-    from sr_bench.inference import prepare_model
-
     if model not in ("edsr-baseline", "edsr"):
         raise cli.UsageError(f"--model {model}: the official-structure reference covers edsr-baseline and edsr")
     torch.manual_seed(0)
     net = models.create(model, scale=scale)
     if weights not in (None, "random"):
-        from sr_bench.weights import load_weights, published_weights
-
         load_weights(net, published_weights(model, scale).name if weights == "official" else weights)
-    from sr_bench.models.common import ResBlock
-    from sr_bench.models.edsr import EDSR
 
     assert isinstance(net, EDSR)
     first = net.body[0]
@@ -244,7 +243,6 @@ def _build(model: str, scale: int, weights: str | None) -> _Models:
 
 def _check_equal_work(m: _Models, lr: torch.Tensor, scale: int) -> dict[str, Any]:
     """Max differences (0..1 units) that show each sr_bench form computes the official function."""
-    from sr_bench.inference import super_resolve
 
     crop = lr[..., :48, :48]
     with torch.no_grad():
@@ -265,8 +263,6 @@ def _check_equal_work(m: _Models, lr: torch.Tensor, scale: int) -> dict[str, Any
 
 
 def _forward_cases(m: _Models, lr: torch.Tensor, scale: int, bf16: bool) -> dict[str, Callable[[], object]]:
-    from sr_bench.inference import prepare_model, super_resolve
-
     s = lr.shape[-1]
     fmap = torch.randn(1, m.filters, s, s)
     weight, bias = torch.randn(m.filters, m.filters, 3, 3) * 0.05, torch.zeros(m.filters)
@@ -374,8 +370,6 @@ def forward_speed(model: str = "edsr-baseline", scale: int = 2, *, weights: str 
 def bf16_psnr_cost(model: str, scale: int, weights: str, data_root: str | None) -> dict[str, Any] | None:
     """Set5 PSNR (paper protocol) of sr_bench's default float32 path and of bfloat16, by the
     evaluation code itself; None without the data."""
-    from sr_bench.data import DatasetNotFound, open_dataset
-    from sr_bench.evaluate import evaluate, load_candidates
 
     try:
         ds = open_dataset("Set5", data_root)
@@ -394,7 +388,6 @@ def bf16_psnr_cost(model: str, scale: int, weights: str, data_root: str | None) 
 
 def resize_speed(threads: Sequence[int] = (1, 2), rounds: int = 15) -> dict[str, Any]:
     """imresize(., 1/4) on the 2040 x 1356 photograph against torch's antialiased bicubic."""
-    from sr_bench.resize import imresize
 
     image = photograph()
     tensor = torch.from_numpy(image).permute(2, 0, 1)[None].contiguous()
@@ -507,7 +500,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.skip != "imresize":
         report["imresize"] = resize_speed(a.threads, max(a.rounds, 15))
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    from sr_bench.paths import default_results_dir
 
     out = a.out or Path(a.results or default_results_dir()) / "cpu-speed.json"
     text = json.dumps(report, indent=1)

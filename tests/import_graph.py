@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("records and tables", ("sr_bench.records", "sr_bench.tables", "sr_bench.tables.*")),
     ("evaluation", ("sr_bench.scoring", "sr_bench.sr_folder", "sr_bench.evaluate")),
     ("training", ("sr_bench.train", "sr_bench.train.*")),
-    ("reproduction", ("sr_bench.bench", "sr_bench.reproduce", "sr_bench.ablate")),
+    ("reproduction", ("sr_bench.bench", "sr_bench.cpu_speed", "sr_bench.reproduce", "sr_bench.ablate")),
     ("commands", (
         "sr_bench.upscale", "sr_bench.compare", "sr_bench.figure", "sr_bench.data.__main__",
         "sr_bench.train.__main__",
