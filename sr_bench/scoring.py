@@ -70,6 +70,8 @@ def _batch(image: object, what: str) -> torch.Tensor:
     if not numpy and image.ndim == 4 and shape[0] != 1:
         raise ValueError(f"score: {what} is a batch of {shape[0]} images {shape}; score takes one image: "
                          f"loop over the batch (score({what}[i], ...))")
+    if isinstance(image, np.ndarray) and not image.flags.writeable:  # np.asarray(PIL image): torch would warn
+        image = image.copy()
     batch = as_batch(image)
     channels = batch.shape[1]
     if channels not in (1, 3):

@@ -123,6 +123,17 @@ def test_every_layout_and_dtype_of_one_image_scores_the_same():
         assert sr_bench.score(a, b, 3) == expected, name
 
 
+def test_a_read_only_array_scores_without_a_warning():
+    """np.asarray of a PIL image is read-only; wrapping it in a tensor would warn."""
+    import warnings
+
+    sr, hr = _pair(12)
+    sr.flags.writeable = hr.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert sr_bench.score(sr, hr, 2) == sr_bench.score(sr.copy(), hr.copy(), 2)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_holds_every_k_over_255_closely_enough(dtype):
     """k / 255 in 8 (bfloat16) or 11 (float16) significant bits is off by at most 2^-9 relative,
