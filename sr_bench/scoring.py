@@ -21,6 +21,7 @@ image made from the LR image of that HR); HR is then cropped as ``evaluate`` cro
 pair is refused.
 
 Everything past that (luma, shave, rounding) is the named protocol's (:mod:`sr_bench.protocols`).
+docs/scoring.md#score compares the numbers with BasicSR's and pyiqa's.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from sr_bench.resize import imresize
 # BasicSR 1.4.2 basicsr.metrics.psnr_ssim.calculate_psnr / calculate_ssim (crop_border=scale,
 # test_y_channel=True, input_order="HWC", images read with cv2.imread as BGR uint8), and pyiqa
 # 0.1.16 create_metric("psnr", test_y_channel=True, color_space="ycbcr", crop_border=scale, eps=0)
-# on float64 RGB 0..1 tensors, both run on 2026-11-01 in a separate virtual environment (torch
+# on float64 RGB 0..1 tensors, both run on 2026-12-03 in a separate virtual environment (torch
 # 2.14.1, torchvision 0.29.1) on Set5's MATLAB LR files enlarged with sr_bench's bicubic model
 # (imresize(lr, s), uint8) against the HR image cropped to the SR size.
 # (image, scale): (BasicSR PSNR, BasicSR SSIM, pyiqa PSNR)
