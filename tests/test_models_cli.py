@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from sr_bench import models
+from sr_bench.data import DATASETS
 from sr_bench.models import __main__ as listing
 from sr_bench.protocols import PROTOCOLS
 from sr_bench.weights import weights_names
@@ -80,7 +81,7 @@ def test_datasets_present_absent_and_incomplete_without_decoding(tmp_path):
     assert (rows["Set5"].present, rows["Set5"].images, rows["Set5"].lr_files) == (True, 5, (4,))
     assert rows["Set5"].location == str(root / "Set5" / "HR")
     assert not rows["Set14"].present and "has 3 images, expected 14" in rows["Set14"].note
-    assert not rows["B100"].present and rows["B100"].note.startswith("to get it: download EDSR's benchmark archive")
+    assert not rows["B100"].present and rows["B100"].note == f"to get it: {DATASETS['B100'].how_to_get}"
     assert rows["embedded"].present and rows["embedded"].images == 5  # ships with scikit-image
     order = list(rows)
     assert order.index("Set5") < order.index("Set14") < order.index("B100") < order.index("Urban100")
