@@ -29,9 +29,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from sr_bench import __version__
 from sr_bench.errors import DataError, UsageError, UserError
 from sr_bench.paths import RESULTS_HELP
+from sr_bench.version import __version__
 
 __all__ = [
     "UserError", "UsageError", "DataError", "parser", "add_common_options", "command",

@@ -509,7 +509,7 @@ def run(config: EvalConfig) -> list[Record]:
 _EPILOG = """outputs: records are appended to RESULTS/records.jsonl (--records FILE to choose the file) and
 Table 3 is regenerated as table3.md beside the records file (--table FILE). RESULTS defaults to
 results/ inside an sr_bench clone, else ./sr_bench_results in the current folder; sr_bench never
-writes into its package folder."""
+writes into its package folder. Models, published weights, datasets and protocols: python -m sr_bench.models."""
 
 
 def _parser() -> argparse.ArgumentParser:

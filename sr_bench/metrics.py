@@ -1,7 +1,12 @@
 """PSNR, SSIM and the colour conversions they are computed on (docs/protocol.md#metrics).
 
-Pure functions on torch tensors, batched, on any device. Images are (N, C, H, W) with values in
-0..255 (uint8 or float); every function returns one value per image.
+Pure functions on torch tensors, batched, on any device. Images are (N, C, H, W) or (C, H, W);
+every function returns one value per image. uint8 images span 0..255; for any other dtype
+:func:`psnr` and :func:`ssim` need ``data_range`` (the span of the values: 255.0 for 0..255,
+1.0 for 0..1), since a 0..1 image scored as 0..255 gains 20 log10(255) = 48.13 dB.
+
+To score two images the way a protocol does (luma, shave, quantisation), use
+:func:`sr_bench.score`.
 """
 
 from __future__ import annotations
@@ -110,11 +115,33 @@ def _batched(sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return sr, hr
 
 
-def psnr(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
-    """Per-image PSNR in dB, 10 log10(range^2 / MSE), the MSE taken over C, H and W in float64.
-    Identical images give +inf."""
+def _data_range(sr: torch.Tensor, hr: torch.Tensor, data_range: float | None, metric: str) -> float:
+    """``data_range`` as given; for two uint8 images 255 (the only value that fits them)."""
+    uint8 = sr.dtype == torch.uint8 and hr.dtype == torch.uint8
+    if data_range is None:
+        if uint8:
+            return 255.0
+        raise TypeError(
+            f"{metric}: {sr.dtype}/{hr.dtype} input needs data_range= (the span of the values: 255.0 for "
+            f"0..255, 1.0 for 0..1); only uint8 input implies 255"
+        )
+    if not math.isfinite(data_range) or data_range <= 0:
+        raise ValueError(f"{metric}: data_range must be a positive number, got {data_range!r}")
+    if uint8 and data_range != 255:
+        raise ValueError(f"{metric}: uint8 images span 0..255, so data_range must be 255 (or left out), "
+                         f"got {data_range!r}")
+    return float(data_range)
+
+
+def psnr(sr: torch.Tensor, hr: torch.Tensor, data_range: float | None = None) -> torch.Tensor:
+    """Per-image PSNR in dB, 10 log10(data_range^2 / MSE), the MSE taken over C, H and W in
+    float64. Identical images give +inf.
+
+    ``data_range``: 255 for uint8 input (implied); required for any other dtype (TypeError
+    without it)."""
     sr, hr = _batched(sr, hr)
-    if not sr.is_floating_point() and not hr.is_floating_point():  # exact for integer images
+    data_range = _data_range(sr, hr, data_range, "psnr")
+    if sr.dtype == torch.uint8 and hr.dtype == torch.uint8:  # exact integer arithmetic
         diff = sr.to(torch.int32) - hr.to(torch.int32)
         mse = diff.square_().sum(dim=(1, 2, 3), dtype=torch.int64).to(torch.float64) / diff[0].numel()
     else:
@@ -130,15 +157,17 @@ def _gaussian(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return (g / g.sum()).to(device=device, dtype=dtype)
 
 
-def ssim(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
+def ssim(sr: torch.Tensor, hr: torch.Tensor, data_range: float | None = None) -> torch.Tensor:
     """Per-image SSIM (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03,
-    'valid' filtering (no padding), mean of the map, averaged over channels.
+    'valid' filtering (no padding), mean of the map, averaged over channels. ``data_range`` as
+    for :func:`psnr`: implied (255) for uint8, required otherwise.
 
     Computed from the local moments of s = x + y and d = x - y (four filtered maps instead of
     the textbook five: mu_x mu_y = (S^2 - D^2) / 4, sigma_xy = (E[s^2] - E[d^2]) / 4 - ...), centred
     on ``data_range / 2``, filtered by a separable depthwise convolution in float32 (its float64
     version is 30x slower on CPU). Agrees with a float64 implementation to ~2e-7."""
     sr, hr = _batched(sr, hr)
+    data_range = _data_range(sr, hr, data_range, "ssim")
     N, C, H, W = sr.shape
     if H < SSIM_WINDOW or W < SSIM_WINDOW:
         raise ValueError(f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {H}x{W}")
@@ -170,5 +199,7 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, data_range: float = 255.0) -> torch
     return ssim_map.to(torch.float64).mean(dim=(1, 2)).mean(dim=1)
 
 
-def psnr_from_mse(mse: float, data_range: float = 255.0) -> float:
+def psnr_from_mse(mse: float, *, data_range: float) -> float:
+    """10 log10(data_range^2 / mse); +inf for mse = 0. The range is not implied: an MSE does not
+    say which values it was taken over."""
     return math.inf if mse == 0 else 10.0 * math.log10(data_range**2 / mse)

@@ -156,7 +156,7 @@ class Protocol:
             raise ValueError(f"SR output has {sr.shape[1]} channel(s); cannot score it against this HR image")
         border = self.shave(scale, reference.benchmark)
         a, b = metrics.shave(a, border), metrics.shave(b, border)
-        return Score(float(metrics.psnr(a, b)[0]), float(metrics.ssim(a, b)[0]))
+        return Score(float(metrics.psnr(a, b, data_range=255.0)[0]), float(metrics.ssim(a, b, data_range=255.0)[0]))
 
     def score(self, sr, hr, scale: int, benchmark: bool) -> Score:
         """PSNR / SSIM of one quantised SR image against its HR image (uint8, numpy (H, W[, C])

@@ -25,10 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypedDict
 
-from sr_bench import __version__
 from sr_bench.data.registry import DATASETS
 from sr_bench.errors import DataError
 from sr_bench.images import atomic_write
+from sr_bench.version import __version__
 
 __all__ = [
     "BadLine",

@@ -32,11 +32,11 @@ END = "<!-- end of the generated layer listing -->"
 #: never above. Patterns are module names or fnmatch patterns; an exact name wins over a pattern.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("primitives", (
-        "sr_bench", "sr_bench.errors", "sr_bench.lookup", "sr_bench.paths", "sr_bench.cli", "sr_bench.images",
+        "sr_bench.version", "sr_bench.errors", "sr_bench.lookup", "sr_bench.paths", "sr_bench.cli", "sr_bench.images",
         "sr_bench.resize", "sr_bench.metrics", "sr_bench.baselines", "sr_bench.download",
     )),
     ("models and protocols", (
-        "sr_bench.models", "sr_bench.models.*", "sr_bench.protocols", "sr_bench.inference", "sr_bench.flops",
+        "sr_bench.models", "sr_bench.models.*", "sr_bench.protocols", "sr_bench.image_score", "sr_bench.inference", "sr_bench.flops",
     )),
     ("weights", ("sr_bench.weights", "sr_bench.weights.*")),
     ("data", ("sr_bench.data", "sr_bench.data.*")),
@@ -46,7 +46,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reproduction", ("sr_bench.bench", "sr_bench.cpu_speed", "sr_bench.reproduce", "sr_bench.ablate")),
     ("commands", (
         "sr_bench.upscale", "sr_bench.compare", "sr_bench.figure", "sr_bench.data.__main__",
-        "sr_bench.train.__main__",
+        "sr_bench.train.__main__", "sr_bench.models.__main__",
+        "sr_bench",  # the public face: score, imresize, __version__
     )),
 )
 

@@ -39,14 +39,14 @@ def test_ssim_matches_scikit_image_float64(channels):
                               use_sample_covariance=False, data_range=255)
         for c in range(channels)
     ])
-    got = metrics.ssim(torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(b).permute(2, 0, 1))
+    got = metrics.ssim(torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(b).permute(2, 0, 1), data_range=255)
     assert got.item() == pytest.approx(expected, abs=2e-7)
 
 
 def test_ssim_of_identical_images_is_one_and_of_shifted_below():
     x = torch.rand(1, 1, 40, 40, dtype=torch.float64) * 255
-    assert metrics.ssim(x, x).item() == pytest.approx(1.0, abs=1e-6)
-    assert metrics.ssim(x, (x + 20).clamp(0, 255)).item() < 0.99
+    assert metrics.ssim(x, x, data_range=255).item() == pytest.approx(1.0, abs=1e-6)
+    assert metrics.ssim(x, (x + 20).clamp(0, 255), data_range=255).item() < 0.99
 
 
 def test_ssim_uses_valid_filtering():
@@ -64,7 +64,7 @@ def test_ssim_uses_valid_filtering():
     cov = (g * wx * wy).sum() - mx * my
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     corner = (2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    got = metrics.ssim(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None]).item()
+    got = metrics.ssim(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None], data_range=255).item()
     assert got == pytest.approx((399 + corner) / 400, abs=1e-7)
 
 
@@ -89,17 +89,17 @@ def test_shave_and_errors():
     with pytest.raises(ValueError, match="cannot shave"):
         metrics.shave(x, 5)
     with pytest.raises(ValueError, match="differ in shape"):
-        metrics.psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+        metrics.psnr(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5), data_range=1)
     with pytest.raises(ValueError, match="at least 11x11"):
-        metrics.ssim(torch.zeros(1, 1, 10, 40), torch.zeros(1, 1, 10, 40))
+        metrics.ssim(torch.zeros(1, 1, 10, 40), torch.zeros(1, 1, 10, 40), data_range=1)
 
 
 @pytest.mark.gpu
 def test_cuda_matches_cpu():
     a = torch.randint(0, 256, (2, 3, 50, 60)).double()
     b = (a + torch.randn_like(a) * 5).clamp(0, 255)
-    torch.testing.assert_close(metrics.psnr(a.cuda(), b.cuda()).cpu(), metrics.psnr(a, b))
-    torch.testing.assert_close(metrics.ssim(a.cuda(), b.cuda()).cpu(), metrics.ssim(a, b), atol=1e-6, rtol=0)
+    torch.testing.assert_close(metrics.psnr(a.cuda(), b.cuda(), 255).cpu(), metrics.psnr(a, b, 255))
+    torch.testing.assert_close(metrics.ssim(a.cuda(), b.cuda(), 255).cpu(), metrics.ssim(a, b, 255), atol=1e-6, rtol=0)
 
 
 # (R, G, B) whose MATLAB Y, 16 + (65.481 R + 128.553 G + 24.966 B) / 255, is exactly x.5 with
@@ -140,8 +140,8 @@ def test_psnr_of_float_images_and_data_range():
     sr = hr.clone()
     sr[0, 0, 0, :2] = 0.5  # two of 16 pixels off by 0.5: MSE = 0.5 / 16
     assert metrics.psnr(sr, hr, data_range=1.0).item() == pytest.approx(10 * math.log10(16 / 0.5), abs=1e-12)
-    assert metrics.psnr_from_mse(0.0) == math.inf
-    assert metrics.psnr_from_mse(4.0) == pytest.approx(10 * math.log10(255**2 / 4), abs=1e-12)
+    assert metrics.psnr_from_mse(0.0, data_range=255) == math.inf
+    assert metrics.psnr_from_mse(4.0, data_range=255) == pytest.approx(10 * math.log10(255**2 / 4), abs=1e-12)
 
 
 def test_round_half_up_rounds_ties_away_from_zero():
@@ -154,3 +154,33 @@ def test_luma_of_a_non_rgb_image_is_refused():
         metrics.rgb_to_y(torch.zeros(1, 4, 2, 2, dtype=torch.uint8), rounded=True)
     with pytest.raises(TypeError, match="rounded luma is defined on uint8 images"):
         metrics.rgb_to_y(torch.zeros(1, 3, 2, 2), rounded=True)
+
+
+def test_float_input_needs_its_range():
+    """A 0..1 image scored as if it were 0..255 gains 20 log10(255) = 48.13 dB, so float input
+    has no default range (only uint8 implies 255)."""
+    hr = torch.zeros(1, 1, 16, 16, dtype=torch.float64)
+    sr = torch.full_like(hr, 0.5)  # PSNR 20 log10(1 / 0.5) = 6.02 dB on a 0..1 scale
+    for metric in (metrics.psnr, metrics.ssim):
+        with pytest.raises(TypeError, match=r"torch.float64/torch.float64 input needs data_range= .*1.0 for 0..1"):
+            metric(sr, hr)
+        with pytest.raises(TypeError, match="needs data_range"):  # one float image is enough to need it
+            metric(sr, hr.to(torch.uint8))
+        with pytest.raises(ValueError, match=r"uint8 images span 0..255, so data_range must be 255.*got 1"):
+            metric(hr.to(torch.uint8), hr.to(torch.uint8), data_range=1)
+        with pytest.raises(ValueError, match="positive number, got 0"):
+            metric(sr, hr, data_range=0)
+    assert metrics.psnr(sr, hr, data_range=1.0).item() == pytest.approx(20 * math.log10(2), abs=1e-12)
+    with pytest.raises(TypeError, match="data_range"):
+        metrics.psnr_from_mse(4.0)  # type: ignore[call-arg]
+
+
+def test_uint8_implies_255_and_ssim_is_range_invariant():
+    rng = np.random.default_rng(5)
+    a = torch.from_numpy(rng.integers(0, 256, (1, 3, 40, 50), dtype=np.uint8))
+    b = torch.from_numpy(np.clip(a.numpy() + rng.integers(-9, 10, a.shape), 0, 255).astype(np.uint8))
+    assert metrics.psnr(a, b).item() == metrics.psnr(a, b, data_range=255).item()
+    scaled = metrics.psnr(a.double() / 255, b.double() / 255, data_range=1).item()
+    assert metrics.psnr(a, b).item() == pytest.approx(scaled, abs=1e-9)
+    # float32 filtering on 0..1 instead of 0..255 values: the same ~2e-7 as the float64 check above
+    assert metrics.ssim(a, b).item() == pytest.approx(metrics.ssim(a / 255, b / 255, data_range=1).item(), abs=2e-7)

@@ -18,10 +18,10 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from sr_bench import __version__
 from sr_bench.errors import DataError
 from sr_bench.images import atomic_write
 from sr_bench.train.config import TrainConfig
+from sr_bench.version import __version__
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "training_state", "save_checkpoint",

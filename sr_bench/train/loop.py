@@ -51,7 +51,6 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from sr_bench import __version__
 from sr_bench.data import DatasetNotFound, open_dataset
 from sr_bench.data import data_root as find_data_root
 from sr_bench.train import patches as P
@@ -63,6 +62,7 @@ from sr_bench.train.plot import plot_log
 from sr_bench.train.run_dir import CHECKPOINT, CONFIG, FINAL_WEIGHTS, LOG, PLOT, JsonLog
 from sr_bench.train.trainer import Trainer
 from sr_bench.train.validate import validate
+from sr_bench.version import __version__
 from sr_bench.weights import export_safetensors
 
 __all__ = ["train", "train_or_reuse", "TrainResult", "TrainingStopped", "CHECKPOINT", "FINAL_WEIGHTS", "LOG", "PLOT",
