@@ -59,10 +59,12 @@ def test_bootstrap_chunks_draw_the_same_resamples():
     assert compare.bootstrap_ci(d, chunk=10_000) == compare.bootstrap_ci(d, chunk=333)
 
 
-def _record(label: str, dataset: str, scale: int, psnr: dict[str, float], *, ensemble: bool = False) -> Record:
+def _record(label: str, dataset: str, scale: int, psnr: dict[str, float], *, ensemble: bool = False,
+            protocol: str = "paper") -> Record:
     rows = [{"image": k, "psnr": v, "ssim": 0.8 + v / 1000} for k, v in psnr.items()]
-    return Record(model="m", weights=None, dataset=dataset, scale=scale, self_ensemble=ensemble, protocol="paper",
-                  psnr=float(np.mean(list(psnr.values()))), ssim=0.0, n_images=len(rows), per_image=rows, label=label)
+    return Record(model="m", weights=None, dataset=dataset, scale=scale, self_ensemble=ensemble, protocol=protocol,
+                  psnr=float(np.mean([r["psnr"] for r in rows])), ssim=float(np.mean([r["ssim"] for r in rows])),
+                  n_images=len(rows), per_image=rows, label=label)
 
 
 @pytest.fixture
