@@ -177,8 +177,13 @@ def _create(lock: Path, owner: LockOwner) -> int | None:
             continue
         except OSError as e:
             raise storage_error(lock, e, "create the lock") from None
-        os.write(fd, owner.text())
-        os.fsync(fd)  # another host reads who holds it
+        try:
+            os.write(fd, owner.text())
+            os.fsync(fd)  # another host reads who holds it
+        except OSError as e:  # disk full, quota: the lock cannot say who holds it
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+            raise storage_error(lock, e, "write the lock") from None
         return fd
     return None
 
