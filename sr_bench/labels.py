@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 
 __all__ = ["check_label", "code", "csv_text", "label_problem", "markdown", "slug"]
 
-#: Unicode categories refused in a label: control characters (C0, DEL, C1: newline, tab, escape
-#: sequences) and line / paragraph separators, which break a markdown row or a CSV line
-_REFUSED_CATEGORIES = {"Cc", "Zl", "Zp"}
-#: bidirectional overrides and isolates: they reorder what a reader sees around them
-_BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+#: refused in a label: control characters (C0, DEL, C1: newline, tab, escape sequences), line and
+#: paragraph separators (they break a markdown row or a CSV line) and bidirectional overrides and
+#: isolates (they reorder what a reader sees around them)
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f]")
 #: a CSV cell starting with one of these is run as a formula by spreadsheets (OWASP CSV injection)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SLUG_MAX = 60
@@ -28,9 +26,9 @@ def label_problem(label: str) -> str | None:
     """Why ``label`` cannot be a label, or None."""
     if not label.strip():
         return "is empty"
-    for i, ch in enumerate(label):
-        if unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _BIDI_CONTROLS:
-            return f"has the control character U+{ord(ch):04X} at position {i}"
+    found = _INVISIBLE.search(label)
+    if found is not None:
+        return f"has the control character U+{ord(found.group()):04X} at position {found.start()}"
     return None
 
 
@@ -45,23 +43,19 @@ def check_label(label: str, option: str = "--label") -> str:
     return label
 
 
-def _visible(ch: str) -> str:
-    return f"\\u{ord(ch):04x}" if unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _BIDI_CONTROLS else ch
-
-
 def markdown(text: str) -> str:
     """``text`` as literal text in a markdown table cell or heading: what would end the cell
     (``|``), open HTML (``<``) or escape the next character (``\\``) is escaped, and control
     characters are shown as ``\\uXXXX`` (a label from an old or foreign record may hold one; new
     labels cannot). Emphasis characters are left alone: they cannot break a table."""
     out = text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
-    return "".join(_visible(ch) for ch in out)
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", out)
 
 
 def code(text: str) -> str:
     """``text`` as an inline code span in a table cell (paths): a backtick or control character
     in it falls back to escaped plain text."""
-    if "`" in text or any(_visible(ch) != ch for ch in text):
+    if "`" in text or _INVISIBLE.search(text):
         return markdown(text)
     return "`" + text.replace("|", "\\|") + "`"
 

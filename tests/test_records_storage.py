@@ -54,6 +54,12 @@ def test_lock_files_live_in_one_hidden_folder_that_goes_away(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["per_image.csv"]  # no per_image.csv.lock beside it
 
 
+def test_a_records_file_in_a_new_folder_is_created_with_it(tmp_path):
+    path = tmp_path / "new" / "deeper" / "records.jsonl"
+    append_records(path, [_rec()])
+    assert len(read_records(path)) == 1 and sorted(p.name for p in path.parent.iterdir()) == ["records.jsonl"]
+
+
 def test_a_lock_whose_holder_died_on_this_host_is_taken_over(tmp_path, caplog):
     target = tmp_path / "records.jsonl"
     pid = _dead_pid()

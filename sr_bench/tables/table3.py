@@ -26,7 +26,16 @@ from sr_bench.data.registry import dataset_order
 from sr_bench.labels import code, markdown
 from sr_bench.paths import default_results_dir
 from sr_bench.protocols import PROTOCOLS
-from sr_bench.records import Conflict, Record, RecordKey, RecordSet, default_label, find_conflicts, read_records
+from sr_bench.records import (
+    Conflict,
+    Record,
+    RecordKey,
+    RecordSet,
+    bulk,
+    default_label,
+    find_conflicts,
+    read_records,
+)
 from sr_bench.storage import write_text
 
 __all__ = ["Column", "Skip", "table3_markdown", "write_table3", "main"]
@@ -197,6 +206,11 @@ def table3_markdown(records: Sequence[Record], *, skipped: Sequence[Skip] = (), 
     newest record of each (protocol, column, dataset, scale) wins. ``records`` read from a file
     (a :class:`RecordSet`) also name the lines left out.
     """
+    with bulk():
+        return _markdown(records, skipped, title_note)
+
+
+def _markdown(records: Sequence[Record], skipped: Sequence[Skip], title_note: str) -> str:
     view = _view(records)
     partial = [r for r in records if not r.complete]
     protocols = sorted({k[0] for k in view.latest} | ({"paper"} if skipped else set()),
@@ -291,8 +305,8 @@ def _data_notes(rows: Iterable[Record]) -> list[str]:
     lines = ["", "<details><summary>Data behind these cells</summary>", "",
              "| Dataset | Scale | images | LR images | data sha256 |", "|---|---|---|---|---|"]
     lines += [f"| {_dataset_title(d)} | x{s} | {n} | {markdown(src)} | {code(sha)} |" for d, s, n, src, sha in notes]
-    hosts = sorted({markdown(f"{r.device} / {r.host} / sr_bench {r.sr_bench_version} / torch {r.torch_version}")
-                    for r in rows})
+    hosts = sorted(markdown(h) for h in {f"{r.device} / {r.host} / sr_bench {r.sr_bench_version} / torch "
+                                         f"{r.torch_version}" for r in rows})
     return lines + ["", "Measured on: " + "; ".join(hosts), "", "</details>"]
 
 
