@@ -333,6 +333,12 @@ def value_problems(record: Record) -> list[str]:
         return [*problems, f"per_image is a {type(rows).__name__}, not a list"]
     if len(rows) != record.n_images:
         problems.append(f"has {len(rows)} per-image values for n_images {record.n_images}")
+    try:
+        names = [row["image"] for row in rows]
+    except (KeyError, TypeError):  # a row that is not an object, or has no name
+        names = [None]
+    if set(map(type, names)) != {str} or len(set(names)) != len(rows):
+        problems.append("per-image rows need distinct image names")
     for name in ("psnr", "ssim"):
         found = _column_sum(rows, name)
         if found is None:
@@ -393,6 +399,24 @@ def _schema_problem(data: dict[str, Any]) -> tuple[str, str] | None:
     return "bad", f"record lacks {', '.join(sorted(_required_fields() - keys))}"
 
 
+_NONE = type(None)
+#: the JSON types each field may have (a JSON value parses to exactly one of these types)
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "weights": (str, _NONE), "dataset": (str,), "scale": (int,), "self_ensemble": (bool,),
+    "protocol": (str,), "n_images": (int,), "per_image": (list,), "weights_source": (str, _NONE),
+    "profile": (str, _NONE), "model_options": (dict,), "data_sha256": (str,), "lr_source": (str,), "device": (str,),
+    "dtype": (str,), "tile": (int, _NONE), "sr_bench_version": (str,), "torch_version": (str,), "host": (str,),
+    "date": (str,), "label": (str,), "n_expected": (int,), "source": (str,), "sr_dir": (str, _NONE),
+    "sr_sha256": (str, _NONE), "sr_bench_commit": (str,), "previous": (list,), "checksum": (str,),
+}
+
+
+def _type_problems(data: dict[str, Any]) -> list[str]:
+    """Fields whose JSON type no sr_bench writes (psnr, ssim and seconds are checked as numbers)."""
+    return [f"{name} is a {type(value).__name__} ({value!r:.40})" for name, value in data.items()
+            if name in _FIELD_TYPES and type(value) not in _FIELD_TYPES[name]]
+
+
 def _classify(number: int, text: str) -> Entry:
     """What line ``number`` (``text``) of a records file is; reasons do not repeat the location."""
     try:
@@ -404,6 +428,9 @@ def _classify(number: int, text: str) -> Entry:
     found = _schema_problem(data)
     if found is not None:
         return Entry(number, text, found[0], reason=found[1])
+    wrong = _type_problems(data)
+    if wrong:
+        return Entry(number, text, "refused", reason="; ".join(wrong))
     if data.get("schema", 1) == 1 and "n_expected" not in data:
         data = {**data, "n_expected": _registered_count(data["dataset"]) or data["n_images"]}
     record = _record_of(data)

@@ -254,3 +254,24 @@ def test_verify_names_missing_files_and_defaults_to_the_results_folder(tmp_path,
     append_records(tmp_path / "records.jsonl", [_rec()])
     assert records.main(["verify", "--results", str(tmp_path)]) == 0
     assert verify_records(tmp_path / "records.jsonl").count("verified") == 1
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"label": ["a"]}, "label is a list (['a'])"),
+    ({"scale": "2"}, "scale is a str ('2')"),
+    ({"self_ensemble": 1}, "self_ensemble is a int (1)"),
+    ({"dataset": None}, "dataset is a NoneType (None)"),
+    ({"per_image": [["img0", 30.0, 0.9]] * 5}, "per-image psnr of image 1 is None, not a finite number"),
+    ({"per_image": [{"image": ["x"], "psnr": 30.0, "ssim": 0.9}] * 5}, "per-image rows need distinct image names"),
+    ({"per_image": [{"image": "same", "psnr": 30.0, "ssim": 0.9}] * 5}, "per-image rows need distinct image names"),
+    ({"psnr": "30.0"}, "psnr is '30.0', not a finite number"),
+])
+def test_lines_of_the_wrong_types_are_refused_not_a_crash(tmp_path, capsys, change, reason):
+    good = legacy_line(record_line(_rec(psnr=30.0, ssim=0.9)), 2)
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, **change, "label": change.get("label", "B")}) + "\n")
+    (entry,) = read_records(path).of_kind("refused")
+    assert entry.number == 2 and reason in entry.reason
+    assert "| Set5 | x2 | 30.00 / 0.9000 † " in table3_markdown(read_records(path))
+    rc, out = _verify(capsys, path)
+    assert rc == 1 and out.startswith(f"{path}:2: ")
