@@ -144,7 +144,8 @@ def test_protocols_side_by_side_flag_where_the_gain_changes(protocols_file, caps
     text = capsys.readouterr().out
     assert out.read_text() == text
     head = next(line for line in text.splitlines() if line.startswith("| dataset |"))
-    assert head.startswith("| dataset | scale | images | paper dPSNR | paper 95% CI | paper p | paper W/T/L | pytorch dPSNR")
+    assert head.startswith("| dataset | scale | images | paper dPSNR | paper 95% CI | paper p | paper W/T/L | "
+                           "pytorch dPSNR")
     row = next(line for line in text.splitlines() if line.startswith("| Set5 | x2 |")).split(" | ")
     for group, delta in ((0, gain), (1, mixed), (2, gain)):
         d = np.array([delta[k] for k in base])
@@ -212,5 +213,6 @@ def test_a_refused_or_conflicting_record_in_a_comparison(records_file, capsys):
         [p["psnr"] for p in moved])), "date": "2026-12-01", "checksum": ""})])
     assert compare.main(["A", "B", "--records", str(records_file), "--datasets", "Set5", "--out", out]) == 0
     text = capsys.readouterr().out
-    assert "## Notes on these records" in text and "- reproducibility conflict: A Set5 x2 paper: shown 28.510000" in text
+    assert "## Notes on these records" in text
+    assert "- reproducibility conflict: A Set5 x2 paper: shown 28.510000" in text
     assert "also measured 28.500000 dB" in text
