@@ -629,11 +629,6 @@ def find_conflicts(records: Sequence[Record], where: Callable[[Record], str | No
 # --- writing --------------------------------------------------------------------------------
 
 
-@functools.cache
-def _commit_of_this_code() -> str:
-    return git_commit()
-
-
 def _to_store(records: Iterable[Record]) -> list[Record]:
     """``records`` checked before anything is written: values that hold and printable labels."""
     out = list(records)
@@ -736,8 +731,6 @@ def append_records(
     :class:`sr_bench.storage.StorageError` with every file as it was."""
     path = Path(path)
     new = _to_store(records)
-    commit = _commit_of_this_code()
-    new = [r if r.sr_bench_commit else dataclasses.replace(r, sr_bench_commit=commit) for r in new]
     target = write_target(path)
     with records_lock(target), contextlib.ExitStack() as held:
         for c in companions:  # always after the records lock: no two writers wait on each other
@@ -778,6 +771,7 @@ class Environment(TypedDict):
     torch_version: str
     host: str
     date: str
+    sr_bench_commit: str
 
 
 def environment(device: str) -> Environment:
@@ -796,7 +790,14 @@ def environment(device: str) -> Environment:
         torch_version=torch.__version__,
         host=host,
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        sr_bench_commit=_commit_of_this_code(),
     )
+
+
+@functools.cache
+def _commit_of_this_code() -> str:
+    """:func:`git_commit`, asked once per process (two git calls)."""
+    return git_commit()
 
 
 def git_commit() -> str:

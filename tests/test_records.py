@@ -140,3 +140,17 @@ def test_fixy_read_records_binary_file_is_data_error(tmp_path):
     path.write_bytes(b"\xff\xfe\x00\x81" * 64)
     with pytest.raises(DataError, match="blob.jsonl"):
         read_records(path)
+
+
+def test_a_measured_record_names_the_commit_that_measured_it(tmp_path):
+    from sr_bench.evaluate import main
+    from sr_bench.records import git_commit
+
+    assert main(["--model", "bicubic", "--datasets", "embedded", "--scales", "2", "--no-progress", "-q",
+                 "--records", str(tmp_path / "r.jsonl")]) == 0
+    (r,) = read_records(tmp_path / "r.jsonl")
+    assert r.sr_bench_commit == git_commit() != "" and r.schema == 3
+    # appending a copy of an old record does not claim today's commit for it
+    old = _rec(psnr=31.0)
+    append_records(tmp_path / "r.jsonl", [old])
+    assert next(x for x in read_records(tmp_path / "r.jsonl") if x.psnr == 31.0).sr_bench_commit == ""
