@@ -14,7 +14,15 @@ Images are paired by (dataset, scale, image). For each (dataset, scale) and for 
 * the images where B loses most.
 
 The pooled row weighs each image once, so big datasets (B100, Urban100) weigh more than Set5.
-The markdown goes to stdout and, atomically, to ``--out`` (default ``RESULTS/compare-A-vs-B.md``).
+The markdown goes to stdout and, atomically, to ``--out`` (default ``RESULTS/compare-A-vs-B.md``,
+long labels cut to a bounded name ending in a hash).
+
+``--protocols paper pytorch basicsr`` puts the same paired statistics under each protocol side by
+side and flags the rows where the sign of the gain or its significance (p < 0.05) changes with
+the protocol: does the gain survive a change of evaluation code?
+
+Only records that verify are compared (``sr_bench.records``): a refused record of A or B is an
+error naming its line; a reproducibility conflict or an unverified legacy record is noted.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +39,14 @@ import numpy as np
 
 from sr_bench import cli
 from sr_bench.data.registry import dataset_order
-from sr_bench.images import atomic_write
+from sr_bench.labels import markdown, slug
 from sr_bench.paths import results_and_records
 from sr_bench.protocols import PROTOCOLS
-from sr_bench.records import Record, read_records
+from sr_bench.records import Record, RecordSet, find_conflicts, read_records
+from sr_bench.storage import write_text
 
-__all__ = ["TIE_DB", "Pair", "Stats", "bootstrap_ci", "wilcoxon_signed_rank", "pair_records", "compare", "main"]
+__all__ = ["ALPHA", "TIE_DB", "Pair", "Stats", "bootstrap_ci", "wilcoxon_signed_rank", "pair_records", "compare",
+           "compare_protocols", "evaluate_command", "main"]
 
 log = logging.getLogger("sr_bench.compare")
 
@@ -46,6 +56,8 @@ N_RESAMPLES = 10_000
 SEED = 0
 #: exact Wilcoxon null distribution up to this many non-zero differences (when there are no ties)
 EXACT_MAX_N = 25
+#: --protocols calls a difference significant at p below this
+ALPHA = 0.05
 
 
 def bootstrap_ci(d: np.ndarray, *, confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
@@ -230,52 +242,225 @@ def _p(p: float) -> str:
 
 
 def _row(name: str, scale: str, s: Stats) -> str:
+    """A table row; ``name`` is markdown already."""
     return (f"| {name} | {scale} | {s.n} | {s.psnr_a:.3f} | {s.psnr_b:.3f} | {s.dpsnr:+.3f} | {_ci(s.dpsnr_ci, 3)} | "
             f"{_p(s.p_psnr)} | {s.dssim:+.4f} | {_ci(s.dssim_ci, 4)} | {_p(s.p_ssim)} | {s.wins}/{s.ties}/{s.losses} |")
 
 
-def render(a: str, b: str, pairs: Sequence[Pair], protocol: str, source: str, worst: int = 5) -> str:
-    """The comparison as markdown."""
+def render(a: str, b: str, pairs: Sequence[Pair], protocol: str, source: str, worst: int = 5,
+           notes: Sequence[str] = ()) -> str:
+    """The comparison as markdown (labels escaped)."""
     groups: dict[tuple[str, int], list[Pair]] = {}
     for p in pairs:
         groups.setdefault((p.dataset, p.scale), []).append(p)
+    source, a, b = markdown(source), markdown(a), markdown(b)
     lines = [
         f"# {b} vs {a}",
         "",
-        f"Records: `{source}`, protocol `{protocol}`. Differences are B - A ({b} minus {a}) per image; "
+        f"Records: {source}, protocol `{protocol}`. Differences are B - A ({b} minus {a}) per image; "
         f"95% CI: percentile bootstrap of the mean ({N_RESAMPLES:,} paired resamples, seed {SEED}); "
         f"p: two-sided paired Wilcoxon signed-rank; W/T/L: images where B wins / ties (|dPSNR| < {TIE_DB} dB) / loses.",
         "",
         f"| dataset | scale | images | {a} PSNR | {b} PSNR | dPSNR | 95% CI | p | dSSIM | 95% CI | p | W/T/L |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [_row(Path(d).name, f"x{s}", Stats.of(g)) for (d, s), g in groups.items()]
+    lines += [_row(markdown(Path(d).name), f"x{s}", Stats.of(g)) for (d, s), g in groups.items()]
     if len(groups) > 1:
         lines.append(_row("**all**", "", Stats.of(pairs)))
     losers = sorted((p for p in pairs if p.dpsnr <= -TIE_DB), key=lambda p: p.dpsnr)[:worst]
     lines += ["", f"## Where {b} loses most", ""]
     if losers:
         lines += [f"| dataset | scale | image | {a} PSNR | {b} PSNR | dPSNR | dSSIM |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {Path(p.dataset).name} | x{p.scale} | {p.image} | {p.psnr_a:.3f} | {p.psnr_b:.3f} | "
-                  f"{p.dpsnr:+.3f} | {p.dssim:+.4f} |" for p in losers]
+        lines += [f"| {markdown(Path(p.dataset).name)} | x{p.scale} | {markdown(p.image)} | {p.psnr_a:.3f} | "
+                  f"{p.psnr_b:.3f} | {p.dpsnr:+.3f} | {p.dssim:+.4f} |" for p in losers]
     else:
         lines.append(f"{b} loses on no image (by {TIE_DB} dB or more).")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _notes_section(notes)) + "\n"
 
 
-def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", label).strip("_") or "label"
+def _notes_section(notes: Sequence[str]) -> list[str]:
+    return ["", "## Notes on these records", ""] + [f"- {markdown(n)}" for n in notes] if notes else []
+
+
+def _read(records_file: str | Path) -> RecordSet:
+    path = Path(records_file)
+    if not path.is_file():
+        raise cli.UsageError(f"--records {path}: no such file; run python -m sr_bench.evaluate first or pass --records")
+    return read_records(path)
+
+
+def _label_set(records: RecordSet) -> set[str]:
+    """Labels of the usable records and of the refused ones (so a label only refused records hold
+    is an error about them, not an unknown label)."""
+    return {r.label for r in records} | {e.record.label for e in records.of_kind("refused") if e.record is not None}
+
+
+def _refuse_unverified(records: RecordSet, labels: Sequence[str], protocols: Sequence[str],
+                       datasets: Sequence[str] | None, scales: Sequence[int] | None) -> None:
+    """A refused record of a label being compared is an error naming its line."""
+    known = _label_set(records)
+    wanted = {(name, bool(ensemble)) for name, ensemble in (_split_label(label, known) for label in labels)}
+    for e in records.of_kind("refused"):
+        r = e.record
+        if r is None or (r.label, r.self_ensemble) not in wanted or r.protocol not in protocols:
+            continue
+        if (not datasets or r.dataset in datasets) and (not scales or r.scale in scales):
+            raise cli.DataError(f"{e.message(records.path or 'records')}: this record fails its checks, so it is not "
+                                f"compared; re-measure it (python -m sr_bench.evaluate ... --replace) or remove the "
+                                f"line; `python -m sr_bench.records verify {records.path}` lists every problem")
+
+
+def _record_notes(records: RecordSet, chosen: Sequence[Record]) -> list[str]:
+    """Conflicts and legacy marks of the records a comparison uses."""
+    keys = {r.key for r in chosen}
+    mine = [r for r in records if r.key in keys]
+    notes = [f"reproducibility conflict: {c.describe()}" for c in find_conflicts(mine, records.where)]
+    legacy = [r for r in chosen if r.legacy]
+    if legacy:
+        notes.append(f"{len(legacy)} unverified legacy record(s) (schema 1/2, no checksum): "
+                     + ", ".join(sorted(r.key.describe() for r in legacy))
+                     + f"; `python -m sr_bench.records upgrade {records.path}` checks and stamps them")
+    return notes
+
+
+def _chosen(records: Sequence[Record], labels: Sequence[str], protocol: str, datasets: Sequence[str] | None,
+            scales: Sequence[int] | None) -> list[Record]:
+    ds, sc = set(datasets or []) or None, set(scales or []) or None
+    return [r for label in labels for r in _pick(records, label, protocol, ds, sc).values()]
 
 
 def compare(a: str, b: str, records_file: str | Path, *, protocol: str = "paper",
             datasets: Sequence[str] | None = None, scales: Sequence[int] | None = None, worst: int = 5) -> str:
     """Markdown comparing labels ``a`` and ``b`` in ``records_file``."""
-    path = Path(records_file)
-    if not path.is_file():
-        raise cli.UsageError(f"--records {path}: no such file; run python -m sr_bench.evaluate first or pass --records")
-    records = read_records(path)
+    records = _read(records_file)
+    _refuse_unverified(records, [a, b], [protocol], datasets, scales)
     pairs = pair_records(records, a, b, protocol=protocol, datasets=datasets, scales=scales)
-    return render(a, b, pairs, protocol, str(path), worst)
+    notes = _record_notes(records, _chosen(records, [a, b], protocol, datasets, scales))
+    return render(a, b, pairs, protocol, str(records_file), worst, notes)
+
+
+# --- the same comparison under several protocols ------------------------------------------------
+
+
+def evaluate_command(template: Record, protocol: str, datasets: Sequence[str], scales: Sequence[int],
+                     records_file: str | Path) -> str:
+    """The ``python -m sr_bench.evaluate`` command that measures ``template``'s label (its model and
+    weights, or its SR folder) under ``protocol`` on ``datasets`` x ``scales``."""
+    if template.source == "sr-folder":
+        cmd = ["--sr-dir", str(template.sr_dir)]
+        pattern = template.model_options.get("sr_pattern")
+        cmd += ["--sr-pattern", str(pattern)] if pattern else []
+    else:
+        cmd = ["--model", template.model]
+        source = template.weights_source
+        if source:
+            cmd += ["--weights", "random" if source.startswith("random-init") else source]
+        for key, value in template.model_options.items():
+            cmd += ["--option", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
+        cmd += ["--self-ensemble"] if template.self_ensemble else []
+    cmd += ["--label", template.label, "--datasets", *datasets, "--scales", *map(str, scales),
+            "--protocol", protocol, "--records", str(records_file)]
+    return "python -m sr_bench.evaluate " + shlex.join(cmd)
+
+
+def _template(records: Sequence[Record], label: str) -> Record:
+    """A record of ``label`` (any protocol): what its evaluate command is made from."""
+    name, ensemble = _split_label(label, {r.label for r in records})
+    return next(r for r in reversed(records) if r.label == name and r.self_ensemble == bool(ensemble))
+
+
+def _missing(records: Sequence[Record], labels: Sequence[str], protocols: Sequence[str],
+             datasets: Sequence[str] | None, scales: Sequence[int] | None,
+             records_file: str | Path) -> tuple[list[tuple[str, int]], list[str]]:
+    """The (dataset, scale) rows (those both labels have under some protocol, else those either
+    has), and the evaluate commands that would fill the cells missing under the others."""
+    ds, sc = set(datasets or []) or None, set(scales or []) or None
+    have = {(label, p): _pick(records, label, p, ds, sc) for label in labels for p in protocols}
+    shared = {k for p in protocols for k in have[(labels[0], p)] if all(k in have[(x, p)] for x in labels)}
+    rows = sorted(shared or {k for got in have.values() for k in got}, key=_row_order)
+    commands = []
+    for (label, p), got in have.items():
+        gap = [k for k in rows if k not in got]
+        if gap:
+            commands.append(evaluate_command(_template(records, label), p,
+                                             sorted({d for d, _ in gap}, key=lambda d: _row_order((d, 0))),
+                                             sorted({s for _, s in gap}), records_file))
+    return rows, commands
+
+
+def _row_order(k: tuple[str, int]) -> tuple[int, str, int]:
+    order = {name: i for i, name in enumerate(dataset_order())}
+    return order.get(k[0], len(order)), k[0], k[1]
+
+
+def _sign(d: float) -> int:
+    return 0 if abs(d) < TIE_DB else (1 if d > 0 else -1)
+
+
+def _changes(stats: dict[str, Stats], protocols: Sequence[str]) -> str:
+    """Where the sign of dPSNR (a tie below TIE_DB) or its significance differs from the first protocol."""
+    first = stats[protocols[0]]
+    flags = []
+    for p in protocols[1:]:
+        s = stats[p]
+        if _sign(s.dpsnr) != _sign(first.dpsnr):
+            flags.append(f"sign under {p}")
+        if (s.p_psnr < ALPHA) != (first.p_psnr < ALPHA):  # NaN (all ties) is not significant
+            flags.append(f"significance under {p} (p {_p(s.p_psnr)})")
+    return "; ".join(flags)
+
+
+def render_protocols(a: str, b: str, groups: dict[str, dict[tuple[str, int], list[Pair]]], protocols: Sequence[str],
+                     source: str, notes: Sequence[str] = ()) -> str:
+    """One table: rows dataset x scale (and all pooled), a column group per protocol."""
+    ea, eb = markdown(a), markdown(b)
+    head = " | ".join(f"{p} dPSNR | {p} 95% CI | {p} p | {p} W/T/L" for p in protocols)
+    lines = [f"# {eb} vs {ea} across protocols", "",
+             f"Records: {markdown(source)}. Per protocol: mean dPSNR = B - A ({eb} minus {ea}) per image, its 95% "
+             f"bootstrap CI ({N_RESAMPLES:,} paired resamples, seed {SEED}), the two-sided paired Wilcoxon p and "
+             f"W/T/L (ties: |dPSNR| < {TIE_DB} dB). *changes*: where the sign of dPSNR (a tie counts as 0) or its "
+             f"significance (p < {ALPHA}) differs from `{protocols[0]}`.", "",
+             f"| dataset | scale | images | {head} | changes |",
+             "|---|---|---|" + "---|---|---|---|" * len(protocols) + "---|"]
+    rows = list(next(iter(groups.values())))
+    keys: list[tuple[str, int] | None] = [*rows, None] if len(rows) > 1 else list(rows)
+    for k in keys:
+        stats = {p: Stats.of(groups[p][k] if k else [x for g in groups[p].values() for x in g]) for p in protocols}
+        n = "/".join(dict.fromkeys(str(s.n) for s in stats.values()))
+        cells = " | ".join(f"{s.dpsnr:+.3f} | {_ci(s.dpsnr_ci, 3)} | {_p(s.p_psnr)} | {s.wins}/{s.ties}/{s.losses}"
+                           for s in stats.values())
+        name, scale = (markdown(Path(k[0]).name), f"x{k[1]}") if k else ("**all**", "")
+        lines.append(f"| {name} | {scale} | {n} | {cells} | {_changes(stats, protocols)} |")
+    return "\n".join(lines + _notes_section(notes)) + "\n"
+
+
+def compare_protocols(a: str, b: str, records_file: str | Path, protocols: Sequence[str], *,
+                      datasets: Sequence[str] | None = None, scales: Sequence[int] | None = None) -> str:
+    """Markdown comparing ``a`` and ``b`` under each of ``protocols``, side by side. Every
+    (label, protocol, dataset, scale) cell must exist; a missing one is an error giving the
+    evaluate commands that make them."""
+    records = _read(records_file)
+    _refuse_unverified(records, [a, b], protocols, datasets, scales)
+    rows, commands = _missing(records, [a, b], protocols, datasets, scales, records_file)
+    if not rows:
+        raise cli.UsageError(f"{a!r} and {b!r} have no records under {', '.join(protocols)} on these datasets and "
+                             f"scales; evaluate them first, or change --datasets/--scales")
+    if commands:
+        raise cli.UsageError(f"{a!r} and {b!r} lack records under some of the protocols (rows: "
+                             f"{', '.join(f'{d} x{s}' for d, s in rows)}); make them with: " + " ; ".join(commands))
+    groups: dict[str, dict[tuple[str, int], list[Pair]]] = {}
+    for p in protocols:
+        pairs = pair_records(records, a, b, protocol=p, datasets=[d for d, _ in rows], scales=[s for _, s in rows])
+        groups[p] = {k: [x for x in pairs if (x.dataset, x.scale) == k] for k in rows}
+    chosen = [r for p in protocols for r in _chosen(records, [a, b], p, datasets, scales)]
+    return render_protocols(a, b, groups, protocols, str(records_file), _record_notes(records, chosen))
+
+
+def output_path(results: Path, out: str | None, a: str, b: str, protocols: Sequence[str] | None) -> Path:
+    """``--out``, else ``RESULTS/compare-A-vs-B[-protocols].md`` with labels made bounded slugs."""
+    if out:
+        return Path(out)
+    return results / f"compare-{slug(a)}-vs-{slug(b)}{'-protocols' if protocols else ''}.md"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,7 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="B", help="label of the result set compared with A (differences are B - A)")
     p.add_argument("--datasets", nargs="+", default=None, help="only these datasets (default: all A and B share)")
     p.add_argument("--scales", nargs="+", type=cli.positive_int, default=None, help="only these scales")
-    p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
+    which.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=None, metavar="P",
+                       help=f"compare under each protocol side by side ({', '.join(PROTOCOLS)})")
     p.add_argument("--records", default=None, help="records file (default: RESULTS/records.jsonl)")
     p.add_argument("--out", default=None, help="markdown file to write (default: RESULTS/compare-A-vs-B.md)")
     p.add_argument("--worst", type=cli.non_negative_int, default=5, help="how many of B's worst images to list")
@@ -297,10 +485,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbosity)
     results, records = results_and_records(args.results, args.records)
-    text = compare(args.a, args.b, records, protocol=args.protocol, datasets=args.datasets, scales=args.scales,
-                   worst=args.worst)
-    out = Path(args.out) if args.out else results / f"compare-{_slug(args.a)}-vs-{_slug(args.b)}.md"
-    atomic_write(out, lambda tmp: tmp.write_text(text))
+    if args.protocols:
+        protocols = list(dict.fromkeys(args.protocols))
+        text = compare_protocols(args.a, args.b, records, protocols, datasets=args.datasets, scales=args.scales)
+    else:
+        text = compare(args.a, args.b, records, protocol=args.protocol, datasets=args.datasets, scales=args.scales,
+                       worst=args.worst)
+    out = output_path(results, args.out, args.a, args.b, args.protocols)
+    write_text(out, text)
     print(text, end="")
     log.info("written to %s", out.resolve())
     return 0

@@ -33,18 +33,20 @@ from sr_bench import baselines, cli, sr_folder
 from sr_bench import weights as wts
 from sr_bench.cli import DataError, UsageError, command
 from sr_bench.data import Dataset, benchmark_names, open_dataset
-from sr_bench.images import as_batch, atomic_write, quantize
+from sr_bench.images import as_batch, quantize
 from sr_bench.inference import memory_size_arg, parse_dtype, prepare_model, resolve_device, super_resolve_modes
+from sr_bench.labels import check_label, csv_text
 from sr_bench.models import create, get_spec, names, parse_option
 from sr_bench.paths import default_results_dir
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
-from sr_bench.records import Record, append_records, default_label, environment, read_records, records_lock
+from sr_bench.records import Companion, Record, append_records, default_label, environment, read_records, records_lock
 from sr_bench.scoring import DataFingerprint, dataset_identity, score_image, set_fields
+from sr_bench.storage import write_target, write_text
 from sr_bench.tables.table3 import write_table3
 
 __all__ = [
     "PER_IMAGE_FIELDS", "Candidate", "EvalConfig", "dataset_identity", "evaluate", "evaluate_model",
-    "label_conflicts", "load_candidates", "main", "write_per_image",
+    "label_conflicts", "load_candidates", "main", "per_image_text", "write_per_image",
 ]
 
 log = logging.getLogger("sr_bench.evaluate")
@@ -383,38 +385,45 @@ def label_conflicts(existing: Sequence[Record], planned: Sequence[Record], path:
                          f"pass --label OTHER for a new column, or --replace to supersede them")
 
 
-def write_per_image(path: str | os.PathLike, records: Sequence[Record]) -> Path:
-    """Add one CSV row per image of ``records`` (a rerun of the same image replaces its row), under
-    the file's lock and atomically."""
-    path = Path(path)
-    new = [{"dataset": r.dataset, "scale": r.scale, "image": p["image"], "label": r.label,
-            "self_ensemble": str(r.self_ensemble).lower(), "psnr": repr(float(p["psnr"])),
+def per_image_text(path: Path, records: Sequence[Record]) -> str:
+    """The per-image CSV at ``path`` with one row per image of ``records`` added (a rerun of the
+    same image replaces its row). Text cells a spreadsheet would run as a formula (a leading
+    ``=``, ``+``, ``-``, ``@``, tab or CR) get a ``'`` in front."""
+    new = [{"dataset": csv_text(r.dataset), "scale": r.scale, "image": csv_text(str(p["image"])),
+            "label": csv_text(r.label), "self_ensemble": str(r.self_ensemble).lower(), "psnr": repr(float(p["psnr"])),
             "ssim": repr(float(p["ssim"]))}
            for r in records for p in r.per_image]
     key = lambda row: tuple(str(row[k]) for k in ("dataset", "scale", "image", "label", "self_ensemble"))  # noqa: E731
+    old = []
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != PER_IMAGE_FIELDS:
+                raise DataError(f"{path}: not a per-image CSV of sr_bench (columns {reader.fieldnames}, expected "
+                                f"{', '.join(PER_IMAGE_FIELDS)}); pass another --per-image file")
+            old = list(reader)
+    fresh = {key(row) for row in new}
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=PER_IMAGE_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([row for row in old if key(row) not in fresh] + new)
+    return buf.getvalue()
+
+
+def write_per_image(path: str | os.PathLike, records: Sequence[Record]) -> Path:
+    """Add one CSV row per image of ``records`` to ``path``, under the file's lock and atomically
+    (``evaluate`` writes it together with the records instead: see ``_store``)."""
     with records_lock(path):
-        old = []
-        if path.exists():
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                if tuple(reader.fieldnames or ()) != PER_IMAGE_FIELDS:
-                    raise DataError(f"{path}: not a per-image CSV of sr_bench (columns {reader.fieldnames}, expected "
-                                    f"{', '.join(PER_IMAGE_FIELDS)}); pass another --per-image file")
-                old = list(reader)
-        fresh = {key(row) for row in new}
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=PER_IMAGE_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows([row for row in old if key(row) not in fresh] + new)
-        return atomic_write(path, lambda tmp: tmp.write_text(buf.getvalue()))
+        return write_text(path, per_image_text(write_target(path), records))
 
 
 def _store(config: EvalConfig, records: list[Record]) -> None:
-    """Append finished records (and their per-image rows) at once: a later failure loses none."""
-    supersedes = (lambda old, new: _slot(old) == _slot(new)) if config.replace else None
-    append_records(config.records_path, records, supersedes=supersedes)
-    if config.per_image:
-        write_per_image(config.per_image, records)
+    """Append finished records and their per-image rows in one all-or-nothing step: a failure of
+    either write (disk full, read-only) leaves both files as they were."""
+    csv_path = Path(config.per_image) if config.per_image else None
+    companions = [Companion(csv_path, lambda p: per_image_text(p, records))] if csv_path else []
+    append_records(config.records_path, records, supersede_by=_slot if config.replace else None,
+                   companions=companions)
 
 
 def _open_datasets(config: EvalConfig) -> list[Dataset]:
@@ -493,6 +502,8 @@ def run(config: EvalConfig) -> list[Record]:
 
     if bool(config.models) == bool(config.sr_dir):
         raise UsageError("give either --model NAME ... or --sr-dir DIR --label NAME (one, not both)")
+    for label in config.labels:  # it names a table column and CSV cells: refuse control characters now
+        check_label(label)
     check_output(config.records_path, "records.jsonl", "--records")
     check_output(config.table_path, "table3.md", "--table")
     if config.per_image:

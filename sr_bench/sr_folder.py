@@ -276,7 +276,7 @@ def _score_set(found: SrSet, protocol: Protocol, root: Path, label: str, bar: tq
         label=label, source="sr-folder", sr_dir=str(root), **set_fields(ds, rows, fingerprint),
         sr_sha256=sr_fingerprint(list(found.files.values()), root),
         sr_bench_version=env["sr_bench_version"], torch_version=env["torch_version"], host=env["host"],
-        date=env["date"],
+        date=env["date"], sr_bench_commit=env["sr_bench_commit"],
     )
 
 

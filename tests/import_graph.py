@@ -33,7 +33,8 @@ END = "<!-- end of the generated layer listing -->"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("primitives", (
         "sr_bench.version", "sr_bench.errors", "sr_bench.lookup", "sr_bench.paths", "sr_bench.cli", "sr_bench.images",
-        "sr_bench.resize", "sr_bench.metrics", "sr_bench.baselines", "sr_bench.download",
+        "sr_bench.resize", "sr_bench.metrics", "sr_bench.baselines", "sr_bench.download", "sr_bench.labels",
+        "sr_bench.storage",
     )),
     ("models and protocols", (
         "sr_bench.models", "sr_bench.models.*", "sr_bench.protocols", "sr_bench.image_score", "sr_bench.inference", "sr_bench.flops",

@@ -244,8 +244,9 @@ def test_sr_dir_routes_to_the_sr_folder_scorer(tmp_path, monkeypatch):
 
     def score_sr_folder(sr_dir, **kwargs):
         seen.update(kwargs, sr_dir=sr_dir)
+        rows = [{"image": f"i{k}", "psnr": 37.0, "ssim": 0.95} for k in range(5)]
         return [Record(model="sr-folder", weights=None, dataset="Set5", scale=2, self_ensemble=False,
-                       protocol="paper", psnr=37.0, ssim=0.95, n_images=5, per_image=[], label="theirs",
+                       protocol="paper", psnr=37.0, ssim=0.95, n_images=5, per_image=rows, label="theirs",
                        source="sr-folder", sr_dir=str(sr_dir), sr_sha256="f" * 64)]
 
     monkeypatch.setattr(sr_folder, "score_sr_folder", score_sr_folder)

@@ -22,8 +22,8 @@ BOX = (180, 100, 40, 30)  # chelsea is 451x300: 448x300 at x4
 
 def _record(label: str, **kw) -> Record:
     return Record(model=kw.pop("model", "sr-folder"), weights=None, dataset="embedded", scale=SCALE,
-                  self_ensemble=False, protocol="paper", psnr=0.0, ssim=0.0, n_images=1, per_image=[], label=label,
-                  **kw)
+                  self_ensemble=False, protocol="paper", psnr=0.0, ssim=0.0, n_images=1,
+                  per_image=[{"image": "chelsea", "psnr": 0.0, "ssim": 0.0}], label=label, **kw)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Result records: identity (label, data, image count), schema-1 compatibility, locking, bad lines."""
+"""Result records: identity (label, data, image count), reading schema 1 and 2, bad lines, and
+many processes appending to one file."""
 
 from __future__ import annotations
 
@@ -10,17 +11,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from record_factory import COMMITTED, legacy_line, make_record
 
-from sr_bench.records import Record, append_records, default_label, find_record, read_records
+from sr_bench.records import append_records, default_label, find_record, read_records
 
-COMMITTED = Path(__file__).resolve().parents[1] / "results" / "records.jsonl"
-
-
-def _rec(**changes) -> Record:
-    base = dict(model="edsr", weights="a" * 64, dataset="Set5", scale=2, self_ensemble=False, protocol="paper",
-                psnr=30.0, ssim=0.9, n_images=5, per_image=[], profile="quick", date="2026-11-28T10:00:00+00:00",
-                data_sha256="d" * 64)
-    return Record(**{**base, **changes})
+_rec = make_record
 
 
 @pytest.mark.parametrize(("model", "profile", "source", "want"), [
@@ -33,28 +28,30 @@ def test_default_label(model, profile, source, want):
     assert default_label(model, profile, source) == want
 
 
-def test_committed_schema1_records_still_load_with_derived_fields(tmp_path):
-    records = read_records(COMMITTED)
-    old = [r for r in records if r.schema == 1]  # the bicubic records, written before schema 2
-    assert len(old) == 24 and {r.label for r in old} == {"bicubic"}
-    # n_expected comes from the registered image counts: Set5 5, Set14 14, B100 100, Urban100 100
-    want = {("Set5", 5), ("Set14", 14), ("B100", 100), ("Urban100", 100)}
-    assert {(r.dataset, r.n_expected) for r in old} == want
-    assert all(r.complete and r.source == "model" and r.sr_dir is None for r in records)
-    # a trained model's schema-1 line gets its label from the profile that made its weights
-    line = next(json.loads(t) for t in COMMITTED.read_text().splitlines() if '"edsr-baseline"' in t)
-    for name in ("label", "n_expected", "source", "sr_dir", "sr_sha256"):
-        line.pop(name, None)
-    line["schema"] = 1
+def test_schema1_and_schema2_lines_still_load_with_derived_fields(tmp_path):
+    lines = COMMITTED.read_text().splitlines()
+    bicubic = [legacy_line(t, 1) for t in lines if '"model":"bicubic"' in t]
+    assert len(bicubic) == 24
+    trained = legacy_line(next(t for t in lines if '"model":"edsr-baseline"' in t), 2)
     path = tmp_path / "r.jsonl"
-    path.write_text(json.dumps(line) + "\n")
+    path.write_text("".join(json.dumps(d) + "\n" for d in bicubic + [trained]))
+    records = read_records(path)
+    assert len(records) == 25 and all(r.legacy and r.complete for r in records)
+    # schema 1 stored neither label nor n_expected: the label is the model's, the count the registry's
+    assert {r.label for r in records[:24]} == {"bicubic"}
+    assert {(r.dataset, r.n_expected) for r in records[:24]} == {("Set5", 5), ("Set14", 14), ("B100", 100),
+                                                                 ("Urban100", 100)}
+    assert records[24].label == "edsr-baseline (quick)" and records[24].schema == 2
+    # a trained model's schema-1 line gets its label from the profile that made its weights
+    path.write_text(json.dumps({**trained, "schema": 1, "label": ""}) + "\n")
     (r,) = read_records(path)
     assert (r.label, r.complete) == ("edsr-baseline (quick)", True)
 
 
 def test_schema1_partial_line_is_recognised_as_partial(tmp_path):
-    line = json.loads(COMMITTED.read_text().splitlines()[0])  # bicubic Set5 x2, schema 1
-    line.update(n_images=1, per_image=line["per_image"][:1])
+    line = legacy_line(COMMITTED.read_text().splitlines()[0], 1)  # bicubic Set5 x2
+    first = line["per_image"][0]
+    line.update(n_images=1, per_image=[first], psnr=first["psnr"], ssim=first["ssim"])
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps(line) + "\n")
     (r,) = read_records(path)
@@ -63,8 +60,7 @@ def test_schema1_partial_line_is_recognised_as_partial(tmp_path):
 
 def test_a_partial_run_never_replaces_a_full_record_nor_counts_as_done(tmp_path):
     path = tmp_path / "r.jsonl"
-    full = _rec(psnr=36.0)
-    append_records(path, [full])
+    append_records(path, [_rec(psnr=36.0)])
     append_records(path, [_rec(psnr=39.5, n_images=1, n_expected=5, date="2026-11-28T11:00:00+00:00")])
     assert sorted((r.n_images, r.psnr) for r in read_records(path)) == [(1, 39.5), (5, 36.0)]
     found = find_record(read_records(path), model="edsr", weights="a" * 64, dataset="Set5", scale=2,
@@ -82,24 +78,26 @@ def test_find_record_is_newest_complete_and_filters_label():
     assert find_record([old], **{**where, "dataset": "/data/Set5"}) is None
 
 
-def test_same_key_replaces_other_data_or_label_is_kept(tmp_path):
+def test_same_key_is_one_line_that_keeps_the_older_value_other_data_or_label_are_kept(tmp_path):
     path = tmp_path / "r.jsonl"
     append_records(path, [_rec(psnr=30.0), _rec(psnr=31.0, scale=3)])
-    append_records(path, [_rec(psnr=32.0)])  # the same measurement again
+    append_records(path, [_rec(psnr=32.0, date="2026-11-29T10:00:00+00:00")])  # the same measurement again
     append_records(path, [_rec(psnr=33.0, dataset="/elsewhere/Set5")])  # a user folder named Set5
     append_records(path, [_rec(psnr=34.0, label="second ckpt", weights="b" * 64)])
     append_records(path, [_rec(psnr=35.0, label="same weights, own column")])
-    got = sorted((r.dataset, r.scale, r.label, r.psnr) for r in read_records(path))
+    records = read_records(path)
+    got = sorted((r.dataset, r.scale, r.label, r.psnr) for r in records)
     assert got == [("/elsewhere/Set5", 2, "edsr (quick)", 33.0), ("Set5", 2, "edsr (quick)", 32.0),
                    ("Set5", 2, "same weights, own column", 35.0), ("Set5", 2, "second ckpt", 34.0),
                    ("Set5", 3, "edsr (quick)", 31.0)]
+    again = next(r for r in records if r.psnr == 32.0)
+    assert [(m["psnr"], m["date"]) for m in again.previous] == [(30.0, "2026-11-28T10:00:00+00:00")]
+    assert len(path.read_text().splitlines()) == 5
 
 
-def test_bad_lines_are_reported_by_number_and_moved_aside(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("sr_bench"), "propagate", True)  # cli.setup_logging turns it off
+def test_bad_lines_are_reported_by_number_and_moved_aside(tmp_path, caplog):
     path = tmp_path / "records.jsonl"
-    good = _rec().to_json()
-    path.write_text(f"{good}\n{{broken\n[1, 2]\n{_rec(scale=3).to_json()}\n")
+    path.write_text(f"{_rec().to_json()}\n{{broken\n[1, 2]\n{_rec(scale=3).to_json()}\n")
     with caplog.at_level(logging.WARNING, logger="sr_bench"):
         assert [r.scale for r in read_records(path)] == [2, 3]
     assert "records.jsonl:2: not a JSON record" in caplog.text and "records.jsonl:3:" in caplog.text
@@ -112,23 +110,27 @@ def test_bad_lines_are_reported_by_number_and_moved_aside(tmp_path, caplog, monk
     assert [r.scale for r in read_records(path)] == [2, 3, 4, 5]
 
 
+# Writers with fcntl unavailable: the records lock must not depend on it (NFS without lockd).
 _WRITER = textwrap.dedent("""
     import sys
+    sys.modules["fcntl"] = None  # import fcntl now raises ImportError
     from sr_bench.records import Record, append_records
     path, tag = sys.argv[1], sys.argv[2]
     for i in range(int(sys.argv[3])):  # one read-merge-replace per record: many chances to interleave
+        rows = [{"image": "x", "psnr": float(i), "ssim": 0.5}]
         append_records(path, [Record(model=tag, weights=None, dataset=f"d{i}", scale=2, self_ensemble=False,
-                                     protocol="paper", psnr=float(i), ssim=0.5, n_images=5, per_image=[])])
+                                     protocol="paper", psnr=float(i), ssim=0.5, n_images=1, per_image=rows)])
 """)
 
 
-def test_two_processes_appending_to_one_file_lose_nothing(tmp_path):
+def test_four_processes_appending_to_one_file_lose_nothing_without_fcntl(tmp_path):
     path = tmp_path / "records.jsonl"
-    n = 60
-    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, str(n)]) for tag in ("a", "b")]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    n, tags = 30, ("a", "b", "c", "d")
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, str(n)]) for tag in tags]
+    assert [p.wait(timeout=600) for p in procs] == [0] * len(tags)
     got = sorted((r.model, r.dataset) for r in read_records(path))
-    assert got == sorted((tag, f"d{i}") for tag in ("a", "b") for i in range(n))
+    assert got == sorted((tag, f"d{i}") for tag in tags for i in range(n))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]  # no lock folder, no temp left
 
 
 def test_fixy_read_records_binary_file_is_data_error(tmp_path):
@@ -138,3 +140,17 @@ def test_fixy_read_records_binary_file_is_data_error(tmp_path):
     path.write_bytes(b"\xff\xfe\x00\x81" * 64)
     with pytest.raises(DataError, match="blob.jsonl"):
         read_records(path)
+
+
+def test_a_measured_record_names_the_commit_that_measured_it(tmp_path):
+    from sr_bench.evaluate import main
+    from sr_bench.records import git_commit
+
+    assert main(["--model", "bicubic", "--datasets", "embedded", "--scales", "2", "--no-progress", "-q",
+                 "--records", str(tmp_path / "r.jsonl")]) == 0
+    (r,) = read_records(tmp_path / "r.jsonl")
+    assert r.sr_bench_commit == git_commit() != "" and r.schema == 3
+    # appending a copy of an old record does not claim today's commit for it
+    old = _rec(psnr=31.0)
+    append_records(tmp_path / "r.jsonl", [old])
+    assert next(x for x in read_records(tmp_path / "r.jsonl") if x.psnr == 31.0).sr_bench_commit == ""
