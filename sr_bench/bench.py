@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -68,13 +69,15 @@ def _sync(device: torch.device) -> None:
 
 @dataclass
 class StepTiming:
-    """Seconds per update of a config at the patch/batch it was timed with."""
+    """Seconds per update of a config at the patch/batch it was timed with: the median over
+    ``updates`` timed updates (``samples``: seconds per update of each timed round)."""
 
     seconds: float
     patch_size: int
     batch_size: int
     amp: str
     updates: int
+    samples: tuple[float, ...] = ()
 
 
 def _resolved(cfg: Any, device: torch.device, batch: int) -> Any:
@@ -91,11 +94,20 @@ def _resolved(cfg: Any, device: torch.device, batch: int) -> Any:
     return cfg
 
 
+#: on CUDA a timed round holds enough updates to last about this long, so that the synchronisation
+#: closing each round does not show in the figure (the trainer never synchronises per update)
+CUDA_ROUND_S = 0.05
+
+
 def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warmup: int = 1,
-                 patch_size: int | None = None, batch_size: int | None = None) -> StepTiming:
-    """Time ``updates`` updates of ``cfg``'s network by the trainer's own ``Trainer.step`` on random
-    tensors already on ``device``, after ``warmup`` untimed ones. ``patch_size``/``batch_size``
-    replace the config's, to time a smaller crop where a full one is too slow (the CPU)."""
+                 patch_size: int | None = None, batch_size: int | None = None, budget_s: float = 0.0,
+                 max_updates: int = 50) -> StepTiming:
+    """Time updates of ``cfg``'s network by the trainer's own ``Trainer.step`` on random tensors
+    already on ``device``, after ``warmup`` untimed ones: at least ``updates`` timed rounds, then
+    more (up to ``max_updates`` updates) while the timing has lasted under ``budget_s`` seconds.
+    The result is the median of the rounds (one update each on the CPU; on CUDA enough updates to
+    last :data:`CUDA_ROUND_S`), so one burst of load from other processes does not decide it.
+    ``patch_size``/``batch_size`` replace the config's (default: the config's own)."""
     from sr_bench.train.trainer import Trainer
 
     device = torch.device(resolve_device(str(device)))
@@ -114,11 +126,19 @@ def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warm
     for _ in range(warmup):
         trainer.step(x, y, scale)
     _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(updates):
-        trainer.step(x, y, scale)
-    _sync(device)
-    return StepTiming((time.perf_counter() - t0) / updates, p, b, cfg.runtime.amp, updates)
+    samples: list[float] = []
+    per_round, done, t_start = 1, 0, time.perf_counter()
+    while done < max_updates and (len(samples) < updates or time.perf_counter() - t_start < budget_s):
+        n = min(per_round, max_updates - done)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            trainer.step(x, y, scale)
+        _sync(device)
+        samples.append((time.perf_counter() - t0) / n)
+        done += n
+        if device.type == "cuda" and len(samples) == 1:
+            per_round = max(1, int(CUDA_ROUND_S / max(samples[0], 1e-6)))
+    return StepTiming(statistics.median(samples), p, b, cfg.runtime.amp, done, tuple(samples))
 
 
 def time_forward(model: str, scale: int, device: str | torch.device, *, size: int = 64, repeats: int = 2,
