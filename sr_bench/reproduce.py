@@ -608,6 +608,9 @@ def build_parser() -> Any:
     p.add_argument("--json", action="store_true", help="with --dry-run: the estimate as JSON (seconds per update of "
                    "every run, seconds of every evaluation pass)")
     p.add_argument("--parts", action="store_true", help="print the gpu profile's suggested --models parts")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: what every run does anyway (finished records and training runs "
+                        "are reused, an interrupted training run continues from its checkpoint)")
     return p
 
 
@@ -646,8 +649,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         render = dry_run_json if a.json else dry_run_text
         print(render(config, estimate(config, jobs), datasets), end="")
         return 0
-    run(config)
+    from sr_bench.train import TrainingStopped
+
+    try:
+        run(config)
+    except (KeyboardInterrupt, TrainingStopped):
+        log.warning("stopped: the records and checkpoints written so far are kept; the same command continues "
+                    "where this one stopped (python -m sr_bench.reproduce %s, or nox -s reproduce%s)",
+                    " ".join(_argv(argv)), "".join(" -- " + " ".join(_argv(argv)) if _argv(argv) else ""))
+        raise
     return 0
+
+
+def _argv(argv: Sequence[str] | None) -> list[str]:
+    import shlex
+    import sys
+
+    return [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]
 
 
 if __name__ == "__main__":

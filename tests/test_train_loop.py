@@ -295,3 +295,22 @@ def test_two_process_ddp_matches_one_process(data, tmp_path):
     assert moved > 1e-4  # training moved the weights well beyond the tolerance below
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=2e-6)
+
+
+def test_a_checkpoint_is_also_written_by_wall_time_and_changes_nothing(data, tmp_path, monkeypatch):
+    """SAVE_EVERY_S: a slow run saves at the first log point after that many seconds without a
+    checkpoint, whatever runtime.save_every says; the extra checkpoints leave the run bit-identical."""
+    import sr_bench.train.loop as loop
+
+    saved: list[int] = []
+    real_save = loop.save_checkpoint
+    monkeypatch.setattr(loop, "save_checkpoint", lambda path, state: saved.append(state["iteration"]) or
+                        real_save(path, state))
+    plain = train(_cfg(data, tmp_path / "plain"))  # smoke: 8 updates, save_every 4, a log point every update
+    assert saved == [4, 8]
+    saved.clear()
+    monkeypatch.setattr(loop, "SAVE_EVERY_S", 0.0)  # every log point is "minutes since the last checkpoint"
+    timed = train(_cfg(data, tmp_path / "timed"))
+    assert saved == [1, 2, 3, 4, 5, 6, 7, 8]
+    a, b = load_file(plain.weights), load_file(timed.weights)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # a checkpoint reads state, it never changes it
