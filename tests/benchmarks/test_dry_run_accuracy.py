@@ -44,8 +44,9 @@ def dry_run_vs_real(device: str = "cpu", updates: int = UPDATES) -> dict[str, fl
 def test_dry_run_estimate_matches_a_real_short_run(benchmark):
     figures = benchmark.pedantic(dry_run_vs_real, rounds=1, iterations=1)
     benchmark.extra_info.update(figures)
-    print(f"\ndry run {figures['estimated_s_per_update']:.3f} s/update, real run {figures['measured_s_per_update']:.3f} "
-          f"s/update over {figures['updates']} updates: ratio {figures['ratio']:.2f}")
+    print(f"\ndry run {figures['estimated_s_per_update']:.3f} s/update, "
+          f"real run {figures['measured_s_per_update']:.3f} s/update over {figures['updates']} updates: "
+          f"ratio {figures['ratio']:.2f}")
     assert 0.65 <= figures["ratio"] <= 1.35, figures
 
 
