@@ -43,8 +43,8 @@ from sr_bench.inference import resolve_device
 from sr_bench.models.registry import parse_option
 from sr_bench.weights import check_weights_path
 
-__all__ = ["BenchResult", "StepTiming", "time_updates", "time_forward", "peak_flops", "train_flops_per_update",
-           "measure", "main"]
+__all__ = ["BenchResult", "StepTiming", "time_updates", "time_trainer_updates", "time_forward", "peak_flops",
+           "train_flops_per_update", "measure", "main"]
 
 log = logging.getLogger("sr_bench.bench")
 
@@ -139,6 +139,51 @@ def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warm
         if device.type == "cuda" and len(samples) == 1:
             per_round = max(1, int(CUDA_ROUND_S / max(samples[0], 1e-6)))
     return StepTiming(statistics.median(samples), p, b, cfg.runtime.amp, done, tuple(samples))
+
+
+class _Enough(Exception):
+    """Raised from a training callback once :func:`time_trainer_updates` has its figures."""
+
+
+def time_trainer_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warmup: int = 1,
+                         budget_s: float = 0.0, max_updates: int = 50) -> StepTiming:
+    """Seconds per update of ``cfg`` through the real trainer (:func:`sr_bench.train.train`: its
+    DataLoader workers, log points and all), on the scikit-image photos in a temporary folder: the
+    median of the intervals between updates after ``warmup`` untimed ones; at least ``updates``,
+    more (up to ``max_updates``) while the timing has lasted under ``budget_s``. What a run on
+    this machine sees, data loading included: on the CPU a DataLoader worker takes a share of the
+    same cores. (On CUDA the updates are asynchronous, so the intervals between them do not
+    measure them: use :func:`time_updates` there.)"""
+    from sr_bench.train import train
+
+    dev = resolve_device(str(device))
+    stamps: list[float] = []
+
+    def record(event: dict[str, Any]) -> None:
+        stamps.append(time.perf_counter())
+        timed = len(stamps) - 1 - warmup  # intervals after the warm-up updates
+        if timed >= max_updates or (timed >= updates and stamps[-1] - stamps[warmup] >= budget_s):
+            raise _Enough
+
+    with tempfile.TemporaryDirectory(prefix="sr_bench_timing_") as tmp:
+        run = cfg.replace(**{"out": tmp, "runtime.device": dev, "optim.iterations": warmup + max_updates + 1,
+                             "val.every": 0, "val.max_images": 1, "runtime.save_every": 10**9,
+                             "runtime.progress": False, "data.dataset": "embedded-train", "val.dataset": "embedded",
+                             "model.init": None})
+        try:
+            train(run, callbacks=[record], log=lambda msg: log.debug(msg))
+        except _Enough:
+            pass
+    samples = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:], strict=False)]
+    amp = "bf16" if cfg.runtime.amp == "auto" and _cpu_bf16() else cfg.runtime.amp
+    return StepTiming(statistics.median(samples), cfg.data.patch_size, cfg.data.batch_size, amp, len(samples),
+                      tuple(samples))
+
+
+def _cpu_bf16() -> bool:
+    from sr_bench.train.trainer import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
 
 
 def time_forward(model: str, scale: int, device: str | torch.device, *, size: int = 64, repeats: int = 2,

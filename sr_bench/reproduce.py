@@ -168,10 +168,10 @@ def _train(job: Job, scale: int, config: ReproduceConfig) -> Any:
 
 # ---- the dry run: the plan with estimated times ------------------------------------------------
 
-#: end-to-end updates/s over the compute-only step, by device type. CUDA: measured on an H200
-#: before the trainer's speed work (58 updates/s against a 12.5 ms step for edsr-baseline x2).
-#: CPU: measured on 2 cores (Xeon with AMX, quick profile, 1 DataLoader worker, log points every 25
-#: updates): the trainer's overhead is within the timing's own spread there.
+#: end-to-end updates/s over the timed ones, by device type. CUDA times the compute-only step
+#: (``bench.time_updates``): 0.72 measured on an H200 before the trainer's speed work (58 updates/s
+#: against a 12.5 ms step for edsr-baseline x2). The CPU times the real trainer, DataLoader worker
+#: and log points included (``bench.time_trainer_updates``): nothing to add.
 END_TO_END = {"cuda": 0.72, "cpu": 1.0}
 #: timing budget per run: a warm-up update, then at least 3 timed ones, more while under this
 TIMING_BUDGET_S = 4.0
@@ -266,15 +266,17 @@ class _Timer:
 
     def step(self, cfg: Any) -> tuple[float, str, tuple[float, ...]]:
         """(seconds per full-size update, how, samples) of a training config."""
-        from sr_bench.bench import time_updates, train_flops_per_update
+        from sr_bench.bench import time_trainer_updates, time_updates, train_flops_per_update
 
         flop = train_flops_per_update(cfg)
         if self.train_speeds and time.monotonic() + 4 * flop / max(self.train_speeds) > self.deadline:
             return flop / statistics.mean(self.train_speeds), "FLOPs at the speed timed for the other runs", ()
-        t = time_updates(cfg, self.config.device_name, updates=3, warmup=1, budget_s=TIMING_BUDGET_S)
+        timing = time_updates if self.kind == "cuda" else time_trainer_updates
+        t = timing(cfg, self.config.device_name, updates=3, warmup=1, budget_s=TIMING_BUDGET_S)
         self.train_speeds.append(flop / t.seconds)
         d = cfg.data
-        how = f"median of {t.updates} timed updates of {d.batch_size} x {d.patch_size}x{d.patch_size} ({t.amp})"
+        what = "compute-only updates" if self.kind == "cuda" else "updates through the trainer"
+        how = f"median of {t.updates} timed {what} of {d.batch_size} x {d.patch_size}x{d.patch_size} ({t.amp})"
         return t.seconds, how, t.samples
 
     def seconds_per_lr_pixel(self, model: str, scale: int) -> tuple[float, str]:
@@ -388,10 +390,11 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-METHOD = ("Training: each run's updates are timed at the profile's own patch and batch by the trainer's step "
-          "(a warm-up update, then the median of at least 3 timed updates), times the run's updates, divided by the "
-          "end-to-end share of the compute-only speed ({e2e}), plus one validation pass every val.every updates "
-          "and at the end. Evaluation: each model's float32 forward is timed on one image, per LR pixel, times the "
+METHOD = ("Training: each run's updates are timed at the profile's own patch and batch (on the CPU through the "
+          "real trainer, DataLoader worker included; on CUDA the trainer's compute-only step), after warm-up "
+          "updates, as the median of at least 3 timed updates; times the run's updates, divided by the end-to-end "
+          "share of the timed speed ({e2e}), plus one validation pass every val.every updates and at the end. "
+          "Evaluation: each model's float32 forward is timed on one image, per LR pixel, times the "
           "LR pixels of every dataset and scale (8 forwards with self-ensemble). Metrics and image decoding are not "
           "counted. Estimates: the real run's times go in times-PROFILE.json beside the tables.")
 
@@ -654,9 +657,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run(config)
     except (KeyboardInterrupt, TrainingStopped):
+        args = " ".join(_argv(argv))
         log.warning("stopped: the records and checkpoints written so far are kept; the same command continues "
-                    "where this one stopped (python -m sr_bench.reproduce %s, or nox -s reproduce%s)",
-                    " ".join(_argv(argv)), "".join(" -- " + " ".join(_argv(argv)) if _argv(argv) else ""))
+                    "where this one stopped: `python -m sr_bench.reproduce%s` (or `nox -s reproduce%s`)",
+                    f" {args}" if args else "", f" -- {args}" if args else "")
         raise
     return 0
 

@@ -160,8 +160,8 @@ def test_dry_run_arithmetic():
 
 
 def test_dry_run_times_full_size_updates_and_prints_json(monkeypatch, capsys, no_data):
-    """--dry-run times each run at the profile's own patch and batch (no small-crop scaling), and
-    --json carries the timed seconds per update and every evaluation pass."""
+    """--dry-run times each run at the profile's own patch and batch (no small-crop scaling), on the
+    CPU through the real trainer, and --json carries the timed seconds per update and every evaluation pass."""
     import sr_bench.bench as bench
     from sr_bench.bench import StepTiming
 
@@ -172,7 +172,8 @@ def test_dry_run_times_full_size_updates_and_prints_json(monkeypatch, capsys, no
         timed.append((cfg.model.name, cfg.data.patch_size, cfg.data.batch_size, updates, warmup))
         return StepTiming(0.5, cfg.data.patch_size, cfg.data.batch_size, "none", 4, (0.5, 0.4, 0.6, 0.5))
 
-    monkeypatch.setattr(bench, "time_updates", fake_updates)
+    monkeypatch.setattr(bench, "time_trainer_updates", fake_updates)  # the CPU times through the trainer
+    monkeypatch.setattr(bench, "time_updates", lambda *a, **k: pytest.fail("the compute-only step is for CUDA"))
     monkeypatch.setattr(bench, "time_forward", lambda model, scale, device, size, repeats: 1e-4 * size * size)
     assert reproduce.main(["--dry-run", "--json", "--device", "cpu"]) == 0
     doc = json.loads(capsys.readouterr().out)
