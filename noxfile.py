@@ -3,41 +3,80 @@
 
 torch comes from SR_BENCH_TORCH (default torch==2.13.0: on this workplace's machines that is a
 local CPU wheel; on a CUDA machine pip picks the matching CUDA build of the same release).
+
+Environments are reused: the first `nox -s X` creates `.nox/X` and installs torch and sr_bench
+(editable) into it; later runs reuse it and skip the install while pyproject.toml, the torch spec
+and the extras are unchanged (a stamp file in the environment holds their hash). `nox -s X
+--reuse-venv=no` (or deleting `.nox/X`) starts afresh.
 """
 
+import hashlib
 import os
+import pathlib
+import sys
 
 import nox
 
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "yes"
 
 TORCH = os.environ.get("SR_BENCH_TORCH", "torch==2.13.0")
+ROOT = pathlib.Path(__file__).resolve().parent
+STAMP = ".sr_bench-install-stamp"
+
+#: Ctrl-C reaches nox and the session's command together. A training run finishes its current
+#: update (seconds to tens of seconds on a CPU) and saves a checkpoint before it exits, so nox
+#: waits this long before it sends SIGTERM (which the trainer treats the same way), and as long
+#: again before SIGKILL. A second Ctrl-C still stops at once.
+INTERRUPT_TIMEOUT_S = 300.0
+
+#: the tests whose values depend on the CPU's kernels, run a second time on the generic ones: ATen's
+#: (ATEN_CPU_CAPABILITY=default) and oneDNN's convolutions limited to SSE4.1 (ONEDNN_MAX_CPU_ISA),
+#: so that a comparison that holds only with this machine's kernels fails here, not on another CPU
+KERNEL_TESTS = ["tests/test_inference.py", "tests/test_models.py", "tests/test_metrics.py"]
+GENERIC_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}
 
 
-def _install(session: nox.Session) -> None:
+def _install(session: nox.Session, extras: str) -> None:
+    """torch and sr_bench[extras] (editable), unless this environment already has exactly these."""
+    wanted = "\n".join([TORCH, extras, sys.version, (ROOT / "pyproject.toml").read_text()])
+    key = hashlib.sha256(wanted.encode()).hexdigest()
+    stamp = pathlib.Path(session.virtualenv.location) / STAMP
+    if stamp.is_file() and stamp.read_text() == key:
+        session.log(f"{TORCH} and sr_bench[{extras}] already installed in {session.virtualenv.location} "
+                    "(pyproject.toml unchanged); skipping the install")
+        return
+    session.log(f"installing {TORCH} and sr_bench[{extras}] (editable) into {session.virtualenv.location}: "
+                "minutes the first time (torch is large); later runs reuse this environment")
     session.install(TORCH)
-    session.install("-e", ".[test]")
+    session.install("-e", f".[{extras}]")
+    stamp.write_text(key)
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (CPU; benchmarks run once as plain tests; slow and GPU tests excluded)."""
-    _install(session)
+    """The test suite (CPU; benchmarks run once as plain tests; slow and GPU tests excluded), then,
+    without arguments, :data:`KERNEL_TESTS` again on the generic kernels (:data:`GENERIC_KERNELS`)."""
+    _install(session, "test")
     session.run("pytest", "-m", "not slow", "--benchmark-disable", *session.posargs)
+    if not session.posargs:
+        session.log("again on the generic CPU kernels (" + " ".join(f"{k}={v}" for k, v in GENERIC_KERNELS.items())
+                    + "): no comparison may hold only with this CPU's kernels")
+        session.run("pytest", "-q", "-m", "not slow", "--benchmark-disable", *KERNEL_TESTS, env=GENERIC_KERNELS)
 
 
 @nox.session
 def slow(session: nox.Session) -> None:
     """Long runs: training to a target PSNR, full sweeps."""
-    _install(session)
+    _install(session, "test")
     session.run("pytest", "-m", "slow", "--benchmark-disable", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """pytest-benchmark figures (resize, metrics, model forward, training step)."""
-    _install(session)
+    _install(session, "test")
     session.run(
         "pytest", "tests/benchmarks", "--benchmark-only", "--benchmark-columns=min,median,mean,rounds", *session.posargs
     )
@@ -45,17 +84,18 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """The main job: `nox -s reproduce -- [ARGS]` runs `python -m sr_bench.reproduce ARGS`."""
-    _install(session)
-    session.run("python", "-m", "sr_bench.reproduce", *session.posargs)
+    """The main job: `nox -s reproduce -- [ARGS]` runs `python -m sr_bench.reproduce ARGS`. Ctrl-C
+    saves the training run's checkpoint (see INTERRUPT_TIMEOUT_S); the same command continues it."""
+    _install(session, "test")
+    session.run("python", "-m", "sr_bench.reproduce", *session.posargs,
+                interrupt_timeout=INTERRUPT_TIMEOUT_S, terminate_timeout=INTERRUPT_TIMEOUT_S)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy over sr_bench/, as configured in pyproject.toml ([tool.ruff], [tool.mypy]).
     torch is installed so that mypy checks against its real types."""
-    session.install(TORCH)
-    session.install("-e", ".[lint]")
+    _install(session, "lint")
     session.run("ruff", "check", "sr_bench", *session.posargs)
     session.run("mypy", *session.posargs)
 
@@ -65,7 +105,6 @@ def wheel(session: nox.Session) -> None:
     """Build the wheel into dist/ and install it (not editable) into the session's venv, then
     score Bicubic from an empty folder: what `pip install .` gives a user. Data: $SR_BENCH_DATA
     when it is set (Set5), else the embedded photos."""
-    import pathlib
     import tempfile
 
     session.install(TORCH)
@@ -103,7 +142,7 @@ def mutants(session: nox.Session) -> None:
     listed by `mutmut results` at the end of each target."""
     import shutil
 
-    _install(session)
+    _install(session, "test")
     session.install("mutmut==2.5.1")
     targets = session.posargs or list(MUTATION_TARGETS)
     root = os.path.dirname(os.path.abspath(__file__))

@@ -30,7 +30,7 @@ from sr_bench.images import atomic_write
 from sr_bench.inference import resolve_device
 from sr_bench.lookup import Registry
 from sr_bench.models.registry import parse_option
-from sr_bench.paths import default_results_dir
+from sr_bench.paths import default_results_dir, default_runs_dir
 from sr_bench.records import append_records, environment, find_record, git_commit, read_records
 from sr_bench.reproduce import available_datasets
 from sr_bench.train import make_config, train_or_reuse
@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(f"--{name}", dest=f"ablation_{name}", action="store_true", help=f"the {name} ablation")
     p.add_argument("--all", action="store_true", help="every ablation")
     p.add_argument("--profile", choices=PROFILES.names(), default="quick")
-    p.add_argument("--runs", default="runs", help="folder for the training runs")
+    p.add_argument("--runs", default=None,
+                   help="folder for the training runs (default: runs/ of the clone, else ./runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", type=parse_option, action="append", default=[], metavar="FIELD=VALUE",
                    help="change a training config field in every run, e.g. optim.iterations=2 (tests)")
@@ -500,8 +501,9 @@ def parse_args(argv: Sequence[str] | None = None) -> AblateConfig:
         p.error("choose an ablation: " + ", ".join(f"--{n}" for n in ABLATIONS) + " (or --all)")
     check_fields(k for k, _ in a.set)  # an unknown --set field fails now, not after the first run
     return AblateConfig(chosen, res_scale=a.res_scale or 0.1, loss=a.loss or "l2", profile=a.profile,
-                        results=str(a.results or default_results_dir()), runs=a.runs, data_root=a.data_root,
-                        device=a.device, seed=a.seed, overrides=dict(a.set), verbosity=a.verbosity)
+                        results=str(a.results or default_results_dir()),
+                        runs=str(a.runs or default_runs_dir()), data_root=a.data_root, device=a.device,
+                        seed=a.seed, overrides=dict(a.set), verbosity=a.verbosity)
 
 
 @cli.command

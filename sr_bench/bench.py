@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -50,11 +51,11 @@ from sr_bench.models import create, get_spec
 from sr_bench.models.registry import parse_option
 from sr_bench.paths import default_results_dir
 from sr_bench.train import make_config, resolve_config, train
-from sr_bench.train.trainer import Trainer, time_amp
+from sr_bench.train.trainer import Trainer, cpu_has_native_bf16, time_amp
 from sr_bench.weights import check_weights_path
 
-__all__ = ["BenchResult", "StepTiming", "time_updates", "time_forward", "peak_flops", "train_flops_per_update",
-           "measure", "main"]
+__all__ = ["BenchResult", "StepTiming", "time_updates", "time_trainer_updates", "time_forward", "peak_flops",
+           "train_flops_per_update", "measure", "main"]
 
 log = logging.getLogger("sr_bench.bench")
 
@@ -79,13 +80,15 @@ def _sync(device: torch.device) -> None:
 
 @dataclass
 class StepTiming:
-    """Seconds per update of a config at the patch/batch it was timed with."""
+    """Seconds per update of a config at the patch/batch it was timed with: the median over
+    ``updates`` timed updates (``samples``: seconds per update of each timed round)."""
 
     seconds: float
     patch_size: int
     batch_size: int
     amp: str
     updates: int
+    samples: tuple[float, ...] = ()
 
 
 def _resolved(cfg: Any, device: torch.device, batch: int) -> Any:
@@ -99,11 +102,20 @@ def _resolved(cfg: Any, device: torch.device, batch: int) -> Any:
     return cfg
 
 
+#: on CUDA a timed round holds enough updates to last about this long, so that the synchronisation
+#: closing each round does not show in the figure (the trainer never synchronises per update)
+CUDA_ROUND_S = 0.05
+
+
 def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warmup: int = 1,
-                 patch_size: int | None = None, batch_size: int | None = None) -> StepTiming:
-    """Time ``updates`` updates of ``cfg``'s network by the trainer's own ``Trainer.step`` on random
-    tensors already on ``device``, after ``warmup`` untimed ones. ``patch_size``/``batch_size``
-    replace the config's, to time a smaller crop where a full one is too slow (the CPU)."""
+                 patch_size: int | None = None, batch_size: int | None = None, budget_s: float = 0.0,
+                 max_updates: int = 50) -> StepTiming:
+    """Time updates of ``cfg``'s network by the trainer's own ``Trainer.step`` on random tensors
+    already on ``device``, after ``warmup`` untimed ones: at least ``updates`` timed rounds, then
+    more (up to ``max_updates`` updates) while the timing has lasted under ``budget_s`` seconds.
+    The result is the median of the rounds (one update each on the CPU; on CUDA enough updates to
+    last :data:`CUDA_ROUND_S`), so one burst of load from other processes does not decide it.
+    ``patch_size``/``batch_size`` replace the config's (default: the config's own)."""
     device = torch.device(resolve_device(str(device)))
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -120,11 +132,60 @@ def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warm
     for _ in range(warmup):
         trainer.step(x, y, scale)
     _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(updates):
-        trainer.step(x, y, scale)
-    _sync(device)
-    return StepTiming((time.perf_counter() - t0) / updates, p, b, cfg.runtime.amp, updates)
+    samples: list[float] = []
+    per_round, done, t_start = 1, 0, time.perf_counter()
+    while done < max_updates and (len(samples) < updates or time.perf_counter() - t_start < budget_s):
+        n = min(per_round, max_updates - done)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            trainer.step(x, y, scale)
+        _sync(device)
+        samples.append((time.perf_counter() - t0) / n)
+        done += n
+        if device.type == "cuda" and len(samples) == 1:
+            per_round = max(1, int(CUDA_ROUND_S / max(samples[0], 1e-6)))
+    return StepTiming(statistics.median(samples), p, b, cfg.runtime.amp, done, tuple(samples))
+
+
+class _Enough(Exception):
+    """Raised from a training callback once :func:`time_trainer_updates` has its figures."""
+
+
+def time_trainer_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warmup: int = 1,
+                         budget_s: float = 0.0, max_updates: int = 50) -> StepTiming:
+    """Seconds per update of ``cfg`` through the real trainer (:func:`sr_bench.train.train`: its
+    DataLoader workers, log points and all), on the scikit-image photos in a temporary folder: the
+    median of the intervals between updates after ``warmup`` untimed ones; at least ``updates``,
+    more (up to ``max_updates``) while the timing has lasted under ``budget_s``. What a run on
+    this machine sees, data loading included: on the CPU a DataLoader worker takes a share of the
+    same cores. (On CUDA the updates are asynchronous, so the intervals between them do not
+    measure them: use :func:`time_updates` there.)"""
+    dev = resolve_device(str(device))
+    stamps: list[float] = []
+
+    def record(event: dict[str, Any]) -> None:
+        stamps.append(time.perf_counter())
+        timed = len(stamps) - 1 - warmup  # intervals after the warm-up updates
+        if timed >= max_updates or (timed >= updates and stamps[-1] - stamps[warmup] >= budget_s):
+            raise _Enough
+
+    with tempfile.TemporaryDirectory(prefix="sr_bench_timing_") as tmp:
+        run = cfg.replace(**{"out": tmp, "runtime.device": dev, "optim.iterations": warmup + max_updates + 1,
+                             "val.every": 0, "val.max_images": 1, "runtime.save_every": 10**9,
+                             "runtime.progress": False, "data.dataset": "embedded-train", "val.dataset": "embedded",
+                             "model.init": None})
+        try:
+            train(run, callbacks=[record], log=lambda msg: log.debug(msg))
+        except _Enough:
+            pass
+    samples = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:], strict=False)]
+    amp = "bf16" if cfg.runtime.amp == "auto" and _cpu_bf16() else cfg.runtime.amp
+    return StepTiming(statistics.median(samples), cfg.data.patch_size, cfg.data.batch_size, amp, len(samples),
+                      tuple(samples))
+
+
+def _cpu_bf16() -> bool:
+    return cpu_has_native_bf16()
 
 
 def time_forward(model: str, scale: int, device: str | torch.device, *, size: int = 64, repeats: int = 2,

@@ -17,16 +17,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sr_bench import cli
-from sr_bench.bench import peak_flops, time_updates, train_flops_per_update
+from sr_bench.bench import time_forward, time_trainer_updates, time_updates, train_flops_per_update
 from sr_bench.data import DatasetNotFound, data_root, evaluation_sets, open_dataset
 from sr_bench.evaluate import Candidate, evaluate, load_candidates
 from sr_bench.flops import flops_per_lr_pixel
@@ -34,11 +35,11 @@ from sr_bench.images import atomic_write
 from sr_bench.inference import resolve_device
 from sr_bench.models import names as model_names
 from sr_bench.models.registry import parse_option
-from sr_bench.paths import check_folder_option, default_results_dir
+from sr_bench.paths import check_folder_option, default_results_dir, default_runs_dir, is_committed_results
 from sr_bench.records import append_records, environment, find_record, git_commit, read_records
 from sr_bench.tables.table1 import write_table1
 from sr_bench.tables.table3 import Column, Skip, write_table3
-from sr_bench.train import make_config, train_or_reuse
+from sr_bench.train import TrainingStopped, make_config, resolve_config, train_or_reuse
 from sr_bench.train.config import GPU_BRIEF, PROFILES, check_fields, run_name
 from sr_bench.weights import set_weights_dir, weights_for
 
@@ -170,28 +171,78 @@ def _train(job: Job, scale: int, config: ReproduceConfig) -> Any:
 
 # ---- the dry run: the plan with estimated times ------------------------------------------------
 
-#: end-to-end updates/s over the compute-only step, measured with ``python -m sr_bench.bench`` on an
-#: H200 before the trainer's speed work of November 2026 (58 updates/s against a 12.5 ms step for
-#: edsr-baseline x2); estimates divide by it
-END_TO_END = 0.72
+#: end-to-end updates/s over the timed ones, by device type. CUDA times the compute-only step
+#: (``bench.time_updates``): 0.72 measured on an H200 before the trainer's speed work (58 updates/s
+#: against a 12.5 ms step for edsr-baseline x2). The CPU times the real trainer, DataLoader worker
+#: and log points included (``bench.time_trainer_updates``): nothing to add.
+END_TO_END = {"cuda": 0.72, "cpu": 1.0}
+#: timing budget per run: a warm-up update, then at least 3 timed ones, more while under this
+TIMING_BUDGET_S = 4.0
+#: LR side of the timed inference forward (per-pixel cost; larger images scale linearly)
+FORWARD_SIZE = {"cuda": 256, "cpu": 96}
+
+
+@dataclass
+class RunEstimate:
+    """One training run's estimate: its updates at the timed speed, plus its validation pauses."""
+
+    scale: int | None  # None: one multi-scale run
+    updates: int
+    step_s: float  # median compute-only seconds per full-size update on this device
+    how: str  # "timed 5 updates of 16 x 48x48 (bf16)", "x2's timing scaled by FLOPs", ...
+    end_to_end: float  # end-to-end share of the compute-only speed (END_TO_END)
+    val_every: int
+    validation_s: float  # one validation pass
+    samples: tuple[float, ...] = ()
+
+    def validations(self, updates: int | None = None) -> int:
+        n = self.updates if updates is None else updates
+        return (n - 1) // self.val_every + 1 if self.val_every > 0 else 1  # the last one at the end
+
+    def train_s(self, updates: int | None = None) -> float:
+        n = self.updates if updates is None else updates
+        return n * self.step_s / self.end_to_end + self.validations(n) * self.validation_s
+
+
+@dataclass
+class PassEstimate:
+    """One evaluation pass: a model at a scale over a dataset under a protocol."""
+
+    dataset: str
+    scale: int
+    protocol: str
+    forwards: int  # 8 with self-ensemble (plain and "+" share them), else 1
+    lr_pixels: int
+    seconds: float
 
 
 @dataclass
 class Estimate:
     model: str
     scales: tuple[int, ...]
-    updates: dict[int | None, int]  # scale (None: one multi-scale run) -> updates
-    step_s: dict[int | None, float]  # seconds per full-size update on this device
-    how: str  # "timed 8x8 x2 crops, scaled" / "from FLOPs" ...
-    eval_passes: int  # forwards over every (dataset, scale, protocol) evaluated
-    eval_s: float
+    runs: list[RunEstimate]
+    passes: list[PassEstimate]
+    forward_how: str = ""
+
+    @property
+    def eval_s(self) -> float:
+        return sum(p.seconds for p in self.passes)
 
     def train_s(self, paper: bool = False) -> float:
-        n = {k: (300_000 if paper else v) for k, v in self.updates.items()}
-        return sum(n[k] * self.step_s[k] for k in n) / END_TO_END
+        return sum(r.train_s(PAPER_UPDATES if paper else None) for r in self.runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "scales": list(self.scales), "train_s": self.train_s(), "eval_s": self.eval_s,
+                "paper_train_s": self.train_s(paper=True), "forward": self.forward_how,
+                "runs": [{**asdict(r), "samples": list(r.samples), "validations": r.validations(),
+                          "seconds_per_update": r.step_s / r.end_to_end, "train_s": r.train_s()} for r in self.runs],
+                "evaluation_passes": [asdict(p) for p in self.passes]}
 
 
-def _lr_pixels(name: str, root: str | None, scale: int, cache: dict) -> int:
+PAPER_UPDATES = 300_000
+
+
+def _lr_pixels(name: str, root: str | None, scale: int, cache: dict, max_images: int | None = None) -> int:
     """Sum of LR pixels of a dataset at ``scale``, from the image headers (no decoding)."""
     if name not in cache:
         from PIL import Image
@@ -202,35 +253,106 @@ def _lr_pixels(name: str, root: str | None, scale: int, cache: dict) -> int:
             with Image.open(ref.hr_path) as im:
                 sizes.append(im.size)
         cache[name] = sizes
-    return sum((w // scale) * (h // scale) for w, h in cache[name])
+    return sum((w // scale) * (h // scale) for w, h in cache[name][:max_images])
 
 
-def _time_job(job: Job, config: ReproduceConfig, deadline: float, speeds: list[float]) -> tuple[dict, dict, str]:
-    """Updates and seconds per full-size update for each run of a job, on this device. CUDA:
-    3 timed updates of the real config. CPU: 1 update of 16x16 crops x 2, scaled by the FLOP
-    count (small crops run below full speed: the estimate errs long). A timing that would end past
-    ``deadline`` is replaced by the FLOPs at the mean speed timed so far (``speeds``, FLOP/s)."""
-    runs = [None] if len(PROFILES.get(config.profile)(job.model, 2).model.scales) > 1 else list(job.scales)
-    cuda = torch.device(config.device_name).type == "cuda"
-    updates, step, hows = {}, {}, set()
-    for s in runs:
-        cfg = make_config(config.profile, job.model, s if s is not None else 2, **config.overrides)
-        updates[s] = cfg.optim.iterations
-        full = train_flops_per_update(cfg)
-        crop = (cfg.data.patch_size, cfg.data.batch_size) if cuda else (min(16, cfg.data.patch_size), 2)
-        small = full * crop[0] ** 2 * crop[1] / (cfg.data.patch_size ** 2 * cfg.data.batch_size)
-        speed = sum(speeds) / len(speeds) if speeds else None
-        if speed and time.monotonic() + 3 * small / speed > deadline:
-            step[s] = full / speed
-            hows.add("from its FLOPs at the speed timed for the models before it")
-            continue
-        t = time_updates(cfg, config.device_name, updates=3 if cuda else 1, warmup=2 if cuda else 1,
-                         patch_size=crop[0], batch_size=crop[1])
-        speeds.append(small / t.seconds)
-        step[s] = t.seconds * full / small
-        hows.add(f"timed {t.updates} update(s) ({t.amp})" if cuda else
-                 f"timed {crop[0]}x{crop[0]} x{crop[1]} crops ({t.amp}), scaled by FLOPs")
-    return updates, step, ", ".join(sorted(hows))
+class _Timer:
+    """Times what the estimate needs on this device within one overall deadline; past it, a
+    figure comes from FLOPs at the speed measured so far (and says so)."""
+
+    def __init__(self, config: ReproduceConfig, deadline: float) -> None:
+        self.config, self.deadline = config, deadline
+        self.kind = torch.device(config.device_name).type
+        self.train_speeds: list[float] = []  # training FLOP/s of the updates timed
+        self.forward_speeds: list[float] = []  # inference FLOP/s of the forwards timed
+        self.per_pixel: dict[tuple[str, int], tuple[float, str]] = {}  # (model, scale) -> s per LR pixel
+
+    def step(self, cfg: Any) -> tuple[float, str, tuple[float, ...]]:
+        """(seconds per full-size update, how, samples) of a training config."""
+        flop = train_flops_per_update(cfg)
+        if self.train_speeds and time.monotonic() + 4 * flop / max(self.train_speeds) > self.deadline:
+            return flop / statistics.mean(self.train_speeds), "FLOPs at the speed timed for the other runs", ()
+        timing = time_updates if self.kind == "cuda" else time_trainer_updates
+        t = timing(cfg, self.config.device_name, updates=3, warmup=1, budget_s=TIMING_BUDGET_S)
+        self.train_speeds.append(flop / t.seconds)
+        d = cfg.data
+        what = "compute-only updates" if self.kind == "cuda" else "updates through the trainer"
+        how = f"median of {t.updates} timed {what} of {d.batch_size} x {d.patch_size}x{d.patch_size} ({t.amp})"
+        return t.seconds, how, t.samples
+
+    def seconds_per_lr_pixel(self, model: str, scale: int) -> tuple[float, str]:
+        """Inference seconds per LR pixel (float32, as evaluation runs), timed on one square image."""
+        if (model, scale) in self.per_pixel:
+            return self.per_pixel[(model, scale)]
+        size = FORWARD_SIZE.get(self.kind, 96)
+        flop = _flops_per_lr_pixel(model, scale) * size * size
+        if self.forward_speeds and time.monotonic() + 3 * flop / max(self.forward_speeds) > self.deadline:
+            out = (flop / statistics.mean(self.forward_speeds) / size**2,
+                   "forward FLOPs at the speed timed for the other models")
+        else:
+            seconds = time_forward(model, scale, self.config.device_name, size=size, repeats=2)
+            if flop > 0:
+                self.forward_speeds.append(flop / seconds)
+            out = (seconds / size**2, f"timed float32 forward of a {size}x{size} LR image")
+        self.per_pixel[(model, scale)] = out
+        return out
+
+
+def _run_configs(job: Job, config: ReproduceConfig) -> list[Any]:
+    """The resolved TrainConfig of each training run of a job (one for a multi-scale model)."""
+    multi = len(PROFILES.get(config.profile)(job.model, 2).model.scales) > 1
+    changes = dict(config.overrides)
+    if config.data_root:
+        changes["data.root"] = config.data_root
+    if data_root(config.data_root) is None:  # as train_or_reuse: the scikit-image photos
+        changes.update({"data.dataset": "embedded-train", "val.dataset": "embedded"})
+    cfgs = []
+    for s in ([None] if multi else list(job.scales)):
+        cfg = make_config(config.profile, job.model, s if s is not None else 2, **changes)
+        try:
+            cfg = resolve_config(cfg.replace(**{"runtime.device": config.device_name}))
+        except DatasetNotFound:
+            pass  # the plan still stands; validation is then estimated on the config's own name
+        cfgs.append(cfg)
+    return cfgs
+
+
+def _estimate_runs(job: Job, config: ReproduceConfig, timer: _Timer, cache: dict) -> list[RunEstimate]:
+    e2e = END_TO_END.get(timer.kind, 1.0)
+    runs: list[RunEstimate] = []
+    first: tuple[float, float] | None = None  # (FLOPs, seconds) of the first run timed: other scales scale from it
+    for cfg in _run_configs(job, config):
+        scale = None if len(cfg.model.scales) > 1 else cfg.model.scales[0]
+        flop = train_flops_per_update(cfg)
+        if first is not None and time.monotonic() + 4 * first[1] > timer.deadline:
+            samples: tuple[float, ...] = ()
+            step, how = first[1] * flop / first[0], f"x{runs[0].scale}'s timing scaled by FLOPs"
+        else:
+            step, how, samples = timer.step(cfg)
+            first = first or (flop, step)
+        val_s = 0.0
+        try:
+            px = sum(_lr_pixels(cfg.val.dataset, config.data_root, s, cache, cfg.val.max_images)
+                     for s in cfg.model.scales)
+            val_s = px * timer.seconds_per_lr_pixel(job.model, cfg.model.scales[0])[0]
+        except DatasetNotFound:
+            pass
+        runs.append(RunEstimate(scale, cfg.optim.iterations, step, how, e2e, cfg.val.every, val_s, samples))
+    return runs
+
+
+def _estimate_passes(job: Job, config: ReproduceConfig, timer: _Timer, cache: dict) -> tuple[list[PassEstimate], str]:
+    """Every evaluation pass of a job: forwards x LR pixels x the timed seconds per pixel."""
+    passes, hows = [], set()
+    for protocol in job.protocols:  # each protocol is a pass of its own
+        for ds in job.datasets:
+            for s in job.scales:
+                forwards = 8 if True in job.modes(ds, s) else 1
+                per_px, how = timer.seconds_per_lr_pixel(job.model, s)
+                hows.add(how)
+                px = _lr_pixels(ds, config.data_root, s, cache)
+                passes.append(PassEstimate(ds, s, protocol, forwards, px, forwards * px * per_px))
+    return passes, "; ".join(sorted(hows))
 
 
 @functools.cache
@@ -238,40 +360,20 @@ def _flops_per_lr_pixel(model: str, scale: int) -> float:
     return flops_per_lr_pixel(model, scale)  # ~1 s for the big models, even on the meta device
 
 
-def _eval_seconds(job: Job, config: ReproduceConfig, cache: dict, speed: float) -> tuple[int, float]:
-    """(forward passes, seconds) of a job's evaluation: forward FLOPs over every image, 8 forwards
-    where self-ensemble is scored, at ``speed`` (the FLOP/s of the updates timed on this device)."""
-    passes, flop = 0, 0.0
-    for _protocol in job.protocols:  # each protocol is a pass of its own
-        for ds in job.datasets:
-            for s in job.scales:
-                forwards = 8 if True in job.modes(ds, s) else 1
-                passes += 1
-                flop += forwards * _flops_per_lr_pixel(job.model, s) * _lr_pixels(ds, config.data_root, s, cache)
-    return passes, flop / speed
-
-
-def estimate(config: ReproduceConfig, jobs: Sequence[Job], *, budget_s: float = 40.0) -> list[Estimate]:
-    """Estimated train and evaluation time of every job on this device (see :func:`_time_job`).
-    The cheapest networks are timed first, so that the FLOP/s they reach can stand in for the
-    ones the time budget leaves untimed."""
-    deadline = time.monotonic() + budget_s
+def estimate(config: ReproduceConfig, jobs: Sequence[Job], *, budget_s: float = 120.0) -> list[Estimate]:
+    """Estimated train and evaluation time of every job on this device: each training run's
+    updates timed at their real patch and batch (a warm-up, then the median of at least 3 timed
+    updates, more within :data:`TIMING_BUDGET_S`), each model's inference forward timed on one
+    image. The cheapest networks are timed first; once ``budget_s`` is spent, the rest come from
+    their FLOPs at the speed measured so far, and say so."""
+    timer = _Timer(config, time.monotonic() + budget_s)
     cache: dict = {}
-    speeds: list[float] = []
-    timed = {}
-    for job in sorted((j for j in jobs if j.weights == "train"), key=lambda j: _flops_per_lr_pixel(j.model, 2)):
-        timed[job.model] = _time_job(job, config, deadline, speeds)
-    speed = sum(speeds) / len(speeds) if speeds else _cpu_speed()
-    out = []
-    for job in jobs:
-        updates, step, how = timed.get(job.model, ({}, {}, ""))
-        passes, seconds = _eval_seconds(job, config, cache, speed)
-        out.append(Estimate(job.model, job.scales, updates, step, how, passes, seconds))
-    return out
-
-
-def _cpu_speed() -> float:
-    return peak_flops("cpu")[0]
+    out: dict[str, Estimate] = {}
+    for job in sorted(jobs, key=lambda j: _flops_per_lr_pixel(j.model, 2)):
+        runs = _estimate_runs(job, config, timer, cache) if job.weights == "train" and job.scales else []
+        passes, how = _estimate_passes(job, config, timer, cache) if job.datasets else ([], "")
+        out[job.model] = Estimate(job.model, job.scales, runs, passes, how)
+    return [out[j.model] for j in jobs]
 
 
 def _duration(seconds: float) -> str:
@@ -279,6 +381,15 @@ def _duration(seconds: float) -> str:
         if seconds >= 2 * size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.0f} s"
+
+
+METHOD = ("Training: each run's updates are timed at the profile's own patch and batch (on the CPU through the "
+          "real trainer, DataLoader worker included; on CUDA the trainer's compute-only step), after warm-up "
+          "updates, as the median of at least 3 timed updates; times the run's updates, divided by the end-to-end "
+          "share of the timed speed ({e2e}), plus one validation pass every val.every updates and at the end. "
+          "Evaluation: each model's float32 forward is timed on one image, per LR pixel, times the "
+          "LR pixels of every dataset and scale (8 forwards with self-ensemble). Metrics and image decoding are not "
+          "counted. Estimates: the real run's times go in times-PROFILE.json beside the tables.")
 
 
 def dry_run_text(config: ReproduceConfig, estimates: Sequence[Estimate], datasets: Sequence[str]) -> str:
@@ -289,20 +400,30 @@ def dry_run_text(config: ReproduceConfig, estimates: Sequence[Estimate], dataset
              "paper profile (3e5 updates) |", "|---|---|---|---|---|---|---|---|"]
     total = paper = 0.0
     for e in estimates:
-        runs = ", ".join(f"{'x' + str(k) if k else 'x2/3/4'} {n}" for k, n in e.updates.items()) or "-"
-        steps = ", ".join(f"{v * 1e3:.4g} ms" for v in e.step_s.values()) or "-"
+        runs = ", ".join(f"{'x' + str(r.scale) if r.scale else 'x2/3/4'} {r.updates}" for r in e.runs) or "-"
+        steps = ", ".join(f"{r.step_s / r.end_to_end:.3g} s" for r in e.runs) or "-"
         t, tp = e.train_s() + e.eval_s, e.train_s(paper=True) + e.eval_s
         total, paper = total + t, paper + tp
-        lines.append(f"| {e.model} | {runs} | {steps} | {e.eval_passes} | {_duration(e.train_s())} | "
+        lines.append(f"| {e.model} | {runs} | {steps} | {len(e.passes)} | {_duration(e.train_s())} | "
                      f"{_duration(e.eval_s)} | {_duration(t)} | {_duration(tp)} |")
+    e2e = ", ".join(f"{k} {v}" for k, v in END_TO_END.items())
+    hows = sorted({f"{e.model} x{r.scale or '2/3/4'}: {r.how}" for e in estimates for r in e.runs})
     lines += ["", f"Total: {_duration(total)} for profile {config.profile}; {_duration(paper)} for the paper profile "
               f"(3e5 updates per run; the paper's final EDSR/MDSR used 1e6: x3.3 more).",
-              "How: " + "; ".join(sorted({f"{e.model}: {e.how}" for e in estimates if e.how})) + ". Training time "
-              f"is the timed compute-only update / {END_TO_END} (the end-to-end share python -m sr_bench.bench "
-              "measured on an H200); "
-              "evaluation is the forward FLOPs of every image (8 forwards with self-ensemble) at the FLOP/s of "
-              "the timed updates. Estimates: the real run's times go in the Table 3 header."]
+              "Timed: " + "; ".join(hows) + "." if hows else "No training runs in this plan.",
+              "How: " + METHOD.format(e2e=e2e)]
     return "\n".join(lines) + "\n"
+
+
+def dry_run_json(config: ReproduceConfig, estimates: Sequence[Estimate], datasets: Sequence[str]) -> str:
+    """The same estimate as JSON: seconds per update of every run and seconds of every evaluation pass."""
+    e2e = ", ".join(f"{k} {v}" for k, v in END_TO_END.items())
+    total = sum(e.train_s() + e.eval_s for e in estimates)
+    doc = {"profile": config.profile, "device": config.device_name, "host": environment(config.device_name)["host"],
+           "datasets": list(datasets), "total_s": total,
+           "paper_total_s": sum(e.train_s(paper=True) + e.eval_s for e in estimates),
+           "method": METHOD.format(e2e=e2e), "models": [e.to_dict() for e in estimates]}
+    return json.dumps(doc, indent=1) + "\n"
 
 
 def parts_text() -> str:
@@ -387,7 +508,8 @@ def _note(config: ReproduceConfig, datasets: list[str], records_path: Path, time
         f"data: {'scikit-image photos (no benchmark data found)' if embedded else ', '.join(datasets)}; "
         f"device {config.device_name} ({environment(config.device_name)['host']}); "
         f"sr_bench commit {git_commit()}; {time.strftime('%Y-%m-%d', time.gmtime())}. The table shows every record "
-        f"in {records_path.name}, earlier runs' included (each record keeps its own data hash, device and date)."
+        f"of these datasets in {records_path.name}, earlier runs' included (each record keeps its own data hash, "
+        f"device and date)."
     )
     if times and config.profile in ("gpu", "paper"):
         parts = [f"{m} ({', '.join(f'{k} {n}' for k, n in t['updates'].items()) or 'no training'} updates; "
@@ -404,6 +526,7 @@ def run(config: ReproduceConfig) -> Path:
     results = Path(config.results)
     records_path = results / "records.jsonl"
     datasets, absent = available_datasets(config.data_root)
+    _check_results_folder(results, datasets)
     jobs = plan(config, datasets)
     log.info("profile %s%s; device %s; datasets %s%s", config.profile, " (published weights)" if config.pretrained
              else "", config.device_name, ", ".join(datasets), f"; absent: {', '.join(absent)}" if absent else "")
@@ -430,13 +553,35 @@ def run(config: ReproduceConfig) -> Path:
         times[job.model] = {**timing, "eval_s": round(time.time() - t_eval, 1)}
     times = _timings(results / f"times-{config.profile}.json", times)
     note = _note(config, datasets, records_path, times)
-    table3 = write_table3(read_records(records_path), results / "table3.md", skipped=skipped, title_note=note)
+    shown = [r for r in read_records(records_path) if r.dataset in datasets]  # this run's data only
+    table3 = write_table3(shown, results / "table3.md", skipped=skipped, title_note=note)
     log.info("table 3: %s", table3.resolve())
     if config.table1:
         table1 = write_table1(results / "table1.md", config.device_name)
         log.info("table 1: %s", Path(table1).resolve())
     log.info("done in %.1f min; records: %s", (time.time() - t0) / 60, records_path.resolve())
+    log.info("%s", _where(results))
     return table3
+
+
+def _where(results: Path) -> str:
+    """The last line of a run: where its results are, and where the committed ones stay."""
+    if is_committed_results(results):
+        return f"regenerated the committed results in {results.resolve()} (`git diff results` shows what changed)"
+    if results.resolve() == default_results_dir():
+        return (f"results of this run: {results.resolve()} (git-ignored; the committed tables in results/ are "
+                f"unchanged; `--results results` regenerates those)")
+    return f"results of this run: {results.resolve()}"
+
+
+def _check_results_folder(results: Path, datasets: Sequence[str]) -> None:
+    """The committed ``results/`` hold records of the real benchmarks: a run that found none of them
+    (the scikit-image photos) must not put its rows beside those."""
+    if is_committed_results(results) and list(datasets) == ["embedded"]:
+        raise cli.UsageError(
+            f"--results {results}: that is the clone's committed results folder, made on the real benchmarks, and "
+            f"no benchmark data was found (set SR_BENCH_DATA or pass --data-root); leave --results out to write "
+            f"this run to {default_results_dir()}")
 
 
 def build_parser() -> Any:
@@ -446,13 +591,20 @@ def build_parser() -> Any:
                    help="training profile (default quick: about 20 minutes on 2 CPU cores; gpu: 12 minutes on one "
                         "H100/H200)")
     p.add_argument("--pretrained", action="store_true", help="evaluate the published checkpoints instead of training")
-    p.add_argument("--runs", default="runs", help="folder for training runs (checkpoints and weights)")
+    p.add_argument("--runs", default=None,
+                   help="folder for training runs (checkpoints and weights; default: runs/ of the clone, else ./runs)")
     p.add_argument("--models", nargs="+", default=None, help="only these registered models (a part of the table)")
     p.add_argument("--no-table1", dest="table1", action="store_false", help="skip Table 1 (it times every model)")
     p.add_argument("--set", type=parse_option, action="append", default=[], metavar="FIELD=VALUE",
                    help="change a training config field in every run, e.g. optim.iterations=2 (tests)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan with times estimated on this device")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan with times estimated on this device (each run's updates timed at full size)")
+    p.add_argument("--json", action="store_true", help="with --dry-run: the estimate as JSON (seconds per update of "
+                   "every run, seconds of every evaluation pass)")
     p.add_argument("--parts", action="store_true", help="print the gpu profile's suggested --models parts")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: what every run does anyway (finished records and training runs "
+                        "are reused, an interrupted training run continues from its checkpoint)")
     return p
 
 
@@ -470,7 +622,7 @@ def _config(a: Any) -> ReproduceConfig:
     check_folder_option("--results", a.results)
     check_fields(k for k, _ in a.set)
     return ReproduceConfig(profile=a.profile, pretrained=a.pretrained, results=str(a.results or default_results_dir()),
-                           runs=a.runs, data_root=a.data_root, device=a.device,
+                           runs=str(a.runs or default_runs_dir()), data_root=a.data_root, device=a.device,
                            models=tuple(a.models) if a.models else None, table1=a.table1, overrides=dict(a.set),
                            progress=a.progress)
 
@@ -486,10 +638,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.dry_run:
         datasets, _ = available_datasets(config.data_root)
         jobs = plan(config, datasets)
-        print(dry_run_text(config, estimate(config, jobs), datasets), end="")
+        render = dry_run_json if a.json else dry_run_text
+        print(render(config, estimate(config, jobs), datasets), end="")
         return 0
-    run(config)
+    try:
+        run(config)
+    except (KeyboardInterrupt, TrainingStopped):
+        args = " ".join(_argv(argv))
+        log.warning("stopped: the records and checkpoints written so far are kept; the same command continues "
+                    "where this one stopped: `python -m sr_bench.reproduce%s` (or `nox -s reproduce%s`)",
+                    f" {args}" if args else "", f" -- {args}" if args else "")
+        raise
     return 0
+
+
+def _argv(argv: Sequence[str] | None) -> list[str]:
+    import shlex
+    import sys
+
+    return [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]
 
 
 if __name__ == "__main__":

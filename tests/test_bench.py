@@ -48,3 +48,18 @@ def test_bench_bad_values_fail_in_argparse(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--updates", "0"])
     assert e.value.code == 2 and "--updates" in capsys.readouterr().err
+
+
+def test_time_trainer_updates_times_the_real_trainer_and_takes_the_median():
+    import statistics
+
+    from sr_bench.bench import time_trainer_updates
+    from sr_bench.train import make_config
+
+    cfg = make_config("smoke", "edsr-baseline", 2,
+                      **{"model.options": {"blocks": 1, "filters": 8}, "data.num_workers": 0})
+    t = time_trainer_updates(cfg, "cpu", updates=3, warmup=1, budget_s=0.0, max_updates=10)
+    assert t.updates == len(t.samples) == 3 and t.seconds == statistics.median(t.samples)
+    assert (t.patch_size, t.batch_size) == (16, 4) and all(s > 0 for s in t.samples)
+    # a budget that cannot be spent: more updates, up to max_updates
+    assert time_trainer_updates(cfg, "cpu", updates=3, warmup=1, budget_s=1e9, max_updates=5).updates == 5

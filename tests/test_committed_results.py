@@ -1,6 +1,6 @@
 """Every committed number can be recomputed: the weights behind the committed
 EDSR-baseline records are committed under ``results/weights/``, and a committed cell is
-recomputed from them here, image by image, to 1e-9 dB.
+recomputed from them here, image by image, to 1e-3 dB (see the test for why not bit for bit).
 
 The weights file is part of the repository: like the benchmark images (see
 ``tests/conftest.py``), its absence skips the test locally and fails it under CI.
@@ -46,7 +46,7 @@ def _committed_record(sha256: str, dataset: str, scale: int) -> dict:
     )
 
 
-def test_committed_edsr_baseline_cell_recomputes_bit_for_bit(data_root):
+def test_committed_edsr_baseline_cell_recomputes_from_the_committed_weights(data_root):
     from sr_bench.data import open_dataset
     from sr_bench.evaluate import evaluate, load_candidates
 
@@ -60,9 +60,13 @@ def test_committed_edsr_baseline_cell_recomputes_bit_for_bit(data_root):
     got = {p["image"]: p["psnr"] for p in record.per_image}
     want = {p["image"]: p["psnr"] for p in committed["per_image"]}
     assert sorted(got) == sorted(want) == ["baby", "bird", "butterfly", "head", "woman"]
+    # The metrics on uint8 are exact, the float32 forward is not: another CPU's convolution kernels
+    # sum in another order, and an output value within that rounding of a .5 boundary lands on the
+    # other uint8 level. One such flip moves a Set5 image by about 1e-5 dB (measured: baby, 1.08e-5 dB
+    # with oneDNN limited to SSE4.1); 1e-3 dB allows a hundred, and is 10x below the table's 0.01 dB.
     for image, psnr in want.items():
-        assert got[image] == pytest.approx(psnr, abs=1e-9), image
-    assert record.psnr == pytest.approx(committed["psnr"], abs=1e-9)
+        assert got[image] == pytest.approx(psnr, abs=1e-3), image
+    assert record.psnr == pytest.approx(committed["psnr"], abs=1e-3)
     # and that is the number results/table3.md shows for the cell
     table = (REPO / "results" / "table3.md").read_text()
     assert "| Set5 | x2 | " in table and f"{record.psnr:.2f} / {record.ssim:.4f}" in table

@@ -113,7 +113,7 @@ def test_each_format_loads_strictly_and_is_said(tmp_path, caplog, fmt, said):
     with caplog.at_level("INFO", logger="sr_bench.weights"):
         info = load_weights(dst, path)
     assert info.format == said
-    assert torch.equal(src(x), dst(x))
+    assert torch.equal(src(x), dst(x))  # exact: loading copies every value; one class, the same kernels
     assert f"({said}," in caplog.text  # the loader says what it recognised
     if fmt == "lightning":
         assert info.metadata == {"epoch": 3, "global_step": 90} and "stripped the 'model.' prefix" in caplog.text

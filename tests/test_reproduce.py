@@ -139,15 +139,53 @@ def test_gpu_plan_trains_everything_and_says_why_div2k_has_no_self_ensemble():
 
 
 def test_dry_run_arithmetic():
-    from sr_bench.reproduce import END_TO_END, Estimate, ReproduceConfig, dry_run_text
+    from sr_bench.reproduce import Estimate, PassEstimate, ReproduceConfig, RunEstimate, dry_run_json, dry_run_text
 
-    e = Estimate("edsr", (2, 3, 4), {2: 100, 3: 50, 4: 50}, {2: 0.02, 3: 0.03, 4: 0.04}, "timed", 12, 30.0)
-    assert e.train_s() == pytest.approx((100 * 0.02 + 50 * 0.03 + 50 * 0.04) / END_TO_END)
-    assert e.train_s(paper=True) == pytest.approx(300_000 * (0.02 + 0.03 + 0.04) / END_TO_END)
-    text = dry_run_text(ReproduceConfig(profile="gpu", device="cpu"), [e], ["Set5"])
-    assert "| edsr | x2 100, x3 50, x4 50 |" in text
-    total = (100 * 0.02 + 50 * 0.03 + 50 * 0.04) / END_TO_END + 30.0
-    assert f"Total: {total:.0f} s for profile gpu" in text
+    runs = [RunEstimate(2, 100, 0.02, "timed", 0.8, 40, 1.5), RunEstimate(3, 50, 0.03, "timed", 0.8, 40, 2.0)]
+    e = Estimate("edsr", (2, 3), runs, [PassEstimate("Set5", 2, "paper", 8, 1000, 30.0)])
+    # validations: x2 after 40 and 80 updates and at the end (3); x3 after 40 and at the end (2)
+    train = 100 * 0.02 / 0.8 + 3 * 1.5 + 50 * 0.03 / 0.8 + 2 * 2.0
+    assert e.train_s() == pytest.approx(train)
+    assert e.train_s(paper=True) == pytest.approx(300_000 * (0.02 + 0.03) / 0.8 + 7500 * (1.5 + 2.0))
+    config = ReproduceConfig(profile="gpu", device="cpu")
+    text = dry_run_text(config, [e], ["Set5"])
+    assert "| edsr | x2 100, x3 50 | 0.025 s, 0.0375 s | 1 |" in text
+    assert f"Total: {train + 30.0:.0f} s for profile gpu" in text
+    doc = json.loads(dry_run_json(config, [e], ["Set5"]))
+    (model,) = doc["models"]
+    assert [r["seconds_per_update"] for r in model["runs"]] == pytest.approx([0.025, 0.0375])
+    assert [r["validations"] for r in model["runs"]] == [3, 2] and doc["total_s"] == pytest.approx(train + 30.0)
+    assert model["evaluation_passes"] == [{"dataset": "Set5", "scale": 2, "protocol": "paper", "forwards": 8,
+                                           "lr_pixels": 1000, "seconds": 30.0}]
+
+
+def test_dry_run_times_full_size_updates_and_prints_json(monkeypatch, capsys, no_data):
+    """--dry-run times each run at the profile's own patch and batch (no small-crop scaling), on the
+    CPU through the real trainer, and --json carries the timed seconds per update and every evaluation pass."""
+    from sr_bench.bench import StepTiming
+
+    timed = []
+
+    def fake_updates(cfg, device, *, updates, warmup, budget_s, **kw):
+        assert not kw.get("patch_size") and not kw.get("batch_size")  # the config's own patch and batch
+        timed.append((cfg.model.name, cfg.data.patch_size, cfg.data.batch_size, updates, warmup))
+        return StepTiming(0.5, cfg.data.patch_size, cfg.data.batch_size, "none", 4, (0.5, 0.4, 0.6, 0.5))
+
+    monkeypatch.setattr(reproduce, "time_trainer_updates", fake_updates)  # the CPU times through the trainer
+    monkeypatch.setattr(reproduce, "time_updates", lambda *a, **k: pytest.fail("the compute-only step is for CUDA"))
+    monkeypatch.setattr(reproduce, "time_forward", lambda model, scale, device, size, repeats: 1e-4 * size * size)
+    assert reproduce.main(["--dry-run", "--json", "--device", "cpu"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert timed == [("edsr-baseline", 48, 16, 3, 1)]  # the quick profile: one run, timed at 16 x 48x48
+    (run,) = next(m for m in doc["models"] if m["model"] == "edsr-baseline")["runs"]
+    assert run["updates"] == 750 and run["seconds_per_update"] == pytest.approx(0.5)
+    # quick validates every 250 updates and at the end, on the 5 photos at x2: 1e-4 s per LR pixel
+    assert run["validations"] == 3 and run["validation_s"] > 0
+    assert run["train_s"] == pytest.approx(750 * 0.5 + 3 * run["validation_s"])
+    passes = next(m for m in doc["models"] if m["model"] == "bicubic")["evaluation_passes"]
+    assert {(p["scale"], p["protocol"]) for p in passes} == {(s, p) for s in (2, 3, 4) for p in ("paper", "vdsr")}
+    assert all(p["seconds"] == pytest.approx(1e-4 * p["lr_pixels"]) for p in passes)
+    assert "median of at least 3 timed updates" in doc["method"]
 
 
 def test_reproduce_user_errors_are_one_line(capsys):

@@ -320,3 +320,22 @@ def test_the_plan_is_read_and_never_changed_by_the_run(data, tmp_path, monkeypat
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["config"] == seen["start"]
     assert cfg.to_dict() == asked and seen["start"]["runtime"]["device"] != "auto"  # resolved in the plan only
+
+
+def test_a_checkpoint_is_also_written_by_wall_time_and_changes_nothing(data, tmp_path, monkeypatch):
+    """SAVE_EVERY_S: a slow run saves at the first log point after that many seconds without a
+    checkpoint, whatever runtime.save_every says; the extra checkpoints leave the run bit-identical."""
+    import sr_bench.train.loop as loop
+
+    saved: list[int] = []
+    real_save = loop.save_checkpoint
+    monkeypatch.setattr(loop, "save_checkpoint", lambda path, state: saved.append(state["iteration"]) or
+                        real_save(path, state))
+    plain = train(_cfg(data, tmp_path / "plain"))  # smoke: 8 updates, save_every 4, a log point every update
+    assert saved == [4, 8]
+    saved.clear()
+    monkeypatch.setattr(loop, "SAVE_EVERY_S", 0.0)  # every log point is "minutes since the last checkpoint"
+    timed = train(_cfg(data, tmp_path / "timed"))
+    assert saved == [1, 2, 3, 4, 5, 6, 7, 8]
+    a, b = load_file(plain.weights), load_file(timed.weights)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # a checkpoint reads state, it never changes it

@@ -99,7 +99,8 @@ def test_a_signal_saves_a_checkpoint_and_resume_ends_bit_identical(data, referen
             proc.kill()
     assert proc.returncode == status, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
-    assert f"{sig.name} at update" in err and "continue with --resume" in err, err[-2000:]
+    # the hint is a command that works: train's --resume reads the run's own config from the folder
+    assert f"{sig.name} at update" in err and f"python -m sr_bench.train --out {out} --resume" in err, err[-2000:]
     saved = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
     stopped_at = saved["iteration"]
     assert 3 <= stopped_at < total

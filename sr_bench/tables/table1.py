@@ -317,7 +317,8 @@ def write_table1(
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("python -m sr_bench.tables.table1", (__doc__ or "").split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write (default: table1.md in the "
-                        "results folder: results/ of the sr_bench clone when run inside one, else ./sr_bench_results)")
+                        "results folder: results/local/ of the sr_bench clone when run inside one, else "
+                        "./sr_bench_results)")
     parser.add_argument("--device", default="cpu", help="device for the timing row (cpu, cuda, cuda:1)")
     parser.add_argument("--size", type=cli.positive_int, default=64, help="LR input side for the timing (default 64)")
     parser.add_argument("--repeats", type=cli.positive_int, default=3,

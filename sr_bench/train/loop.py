@@ -12,9 +12,10 @@
 4. **finish**: the last validation and checkpoint, ``final.safetensors``, the plot.
 
 What a run writes in ``config.out`` (rank 0 only): ``checkpoint.pt`` (the full training state,
-atomically, every ``runtime.save_every`` updates, at the end and when stopped by SIGTERM or
-SIGINT), ``final.safetensors``, ``log.jsonl`` (``start``/``resume``/``init``/``train``/``val``/
-``stopped``/``end``), ``val_curve.png``, ``config.json`` and, for ``amp auto`` on CUDA, ``amp.json``.
+atomically, every ``runtime.save_every`` updates, at the first log point after :data:`SAVE_EVERY_S`
+seconds without one, at the end and when stopped by SIGTERM or SIGINT), ``final.safetensors``,
+``log.jsonl`` (``start``/``resume``/``init``/``train``/``val``/``stopped``/``end``),
+``val_curve.png``, ``config.json`` and, for ``amp auto`` on CUDA, ``amp.json``.
 
 Determinism: batch ``i`` is a pure function of (seed, i) (see :mod:`sr_bench.train.patches`),
 the learning rate a pure function of the update count (``StepLR`` state restored, never stepped
@@ -75,6 +76,10 @@ logger = logging.getLogger("sr_bench.train")
 #: ``data.on_device auto`` holds the decoded training set on CUDA when it takes under this share
 #: of the free device memory (the rest is for the network, its activations and Adam state).
 ON_DEVICE_MEMORY_SHARE = 0.25
+
+#: a checkpoint is also written at the first log point after this many seconds without one, so a
+#: kill (or a Ctrl-C that cannot wait) loses minutes at most, however slow the updates are
+SAVE_EVERY_S = 300.0
 
 
 @dataclass
@@ -266,6 +271,8 @@ class _Loop:
         self.run_start = self.win_start = time.perf_counter()
         self.win_wait = 0.0
         self.window = _Window(plan.device)
+        self.saved_at = time.monotonic()
+        self.save_due = False  # SAVE_EVERY_S has passed since the last checkpoint (agreed by every rank)
 
     def train_seconds(self) -> float:
         return self.total_before + (time.perf_counter() - self.run_start) - self.paused_total
@@ -277,6 +284,7 @@ class _Loop:
                                    self.history, seconds)
             save_checkpoint(self.plan.folder.checkpoint, state)
         self.last_saved = self.iteration
+        self.saved_at, self.save_due = time.monotonic(), False
 
     def validate(self) -> list[dict]:
         cfg, device = self.cfg, self.plan.device
@@ -313,8 +321,9 @@ class _Loop:
         self.bar.set_postfix(loss=f"{stats['loss']:.4f}", lr=f"{lr_now:.2g}", wait=f"{100 * share:.1f}%", refresh=False)
         self.window.reset()
         self.win_wait, self.win_start = 0.0, now
-        flags = [float(not math.isfinite(stats["loss"])), float(stop_requested)]
-        bad, stop = agree(flags, self.plan.world, self.plan.device)
+        flags = [float(not math.isfinite(stats["loss"])), float(stop_requested),
+                 float(time.monotonic() - self.saved_at >= SAVE_EVERY_S)]
+        bad, stop, self.save_due = agree(flags, self.plan.world, self.plan.device)
         if bad:
             self._diverge(stats)
         return bad or stop
@@ -375,7 +384,7 @@ class _Loop:
                 if self.log_point(lr_now, stop.signum is not None):
                     break
             need_val = cfg.val.every > 0 and self.iteration % cfg.val.every == 0 and self.iteration != total
-            need_save = self.iteration % cfg.runtime.save_every == 0 and self.iteration != total
+            need_save = (self.iteration % cfg.runtime.save_every == 0 or self.save_due) and self.iteration != total
             if (need_val or need_save) and not self.pause(need_val, need_save):
                 break
             t_ready = time.perf_counter()
@@ -393,7 +402,8 @@ class _Loop:
         name = signal.Signals(signum).name
         self.jlog.write("stopped", iteration=self.iteration, signal=name, train_seconds=round(self.train_seconds(), 2))
         message = (f"{name} at update {self.iteration} of {self.cfg.optim.iterations}: checkpoint saved in "
-                   f"{self.plan.folder.checkpoint}; continue with --resume")
+                   f"{self.plan.folder.checkpoint}; continue with `python -m sr_bench.train --out "
+                   f"{self.plan.folder.out} --resume`, or run again the reproduce/ablate command that started it")
         self.say(message)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt(message)
