@@ -17,7 +17,7 @@ TORCH = os.environ.get("SR_BENCH_TORCH", "torch==2.13.0")
 
 def _install(session: nox.Session) -> None:
     session.install(TORCH)
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,cluster]")
 
 
 @nox.session
@@ -55,7 +55,7 @@ def lint(session: nox.Session) -> None:
     """ruff and mypy over sr_bench/, as configured in pyproject.toml ([tool.ruff], [tool.mypy]).
     torch is installed so that mypy checks against its real types."""
     session.install(TORCH)
-    session.install("-e", ".[lint]")
+    session.install("-e", ".[lint,cluster]")
     session.run("ruff", "check", "sr_bench", *session.posargs)
     session.run("mypy", *session.posargs)
 
