@@ -145,7 +145,8 @@ class Scheduler:
         self._block()
         ready = [n.name for n in self.graph if self.state[n.name] == "todo" and self._ready(n)]
         progress = False
-        for group in self.graph.groups(ready):
+        # trainings first: they lead to the longest chains (an evaluation waits for each)
+        for group in sorted(self.graph.groups(ready), key=lambda g: g[0].kind is not NodeKind.TRAIN):
             kind = group[0].kind
             group = group[:self.backend.capacity(kind, len(self._running()))]
             if not group:

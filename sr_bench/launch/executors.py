@@ -105,7 +105,7 @@ def check_parameters(options: LaunchOptions) -> None:
         raise UsageError(f"--launcher-option {shaped[0]}=...: use --{shaped[0].replace('_', '-')} instead")
     submitit = import_submitit()
     with tempfile.TemporaryDirectory() as tmp:
-        executor = submitit.AutoExecutor(tmp, cluster="local")  # checks every cluster's names, creates nothing here
+        executor = submitit.AutoExecutor(tmp, cluster="debug")  # checks every cluster's names; no limits of its own
         for kind in NodeKind:
             try:
                 executor.update_parameters(**job_parameters(options, kind))
