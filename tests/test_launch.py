@@ -148,7 +148,16 @@ def test_dry_run_prints_the_graph_estimates_and_sbatch_scripts(tmp_path, no_data
     tables = scripts[-1]
     assert tables.startswith("17. tables") and tables.count("<JOB:evaluate-") == 21 and "afterany:" in tables
     assert "submitit.core._submit" in tables
+    assert "At these estimates every job finishes within its time limits." in out
     assert not results.exists()  # a dry run writes nothing
+
+    # 69 s of training against one 1-minute time limit and no requeue: the trainings would not finish
+    short = [a for a in argv if a not in ("2d",)]
+    short[short.index("--time-limit") + 1:short.index("--time-limit") + 1] = ["1"]
+    assert reproduce.main([*short, "--launcher-option", "max_num_timeout=0"]) == 0
+    over = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("At these estimates"))
+    assert "train-edsr-x4" in over and "train-mdsr," in over
+    assert "evaluate-" not in over and "within 1 time limits" in over  # evaluations: 20 s each
 
 
 # ---- the options ------------------------------------------------------------------------------------------

@@ -269,4 +269,4 @@ def dry_run(config: ReproduceConfig, options: LaunchOptions, verbosity: int = 0)
 
     here = config if torch.cuda.is_available() else dataclasses.replace(config, device="cpu")  # a login node
     estimates = {e.model: e for e in estimate(here, list(the_launch.jobs))}
-    return dry_run_text(the_launch, options, cluster, estimates, queued)
+    return dry_run_text(the_launch, options, cluster, estimates, queued, here.device_name)

@@ -47,7 +47,7 @@ def _worst(group: Sequence[Node], estimates: dict[str, Any], paper: bool) -> str
 
 
 def dry_run_text(launch: Launch, options: LaunchOptions, cluster: str, estimates: dict[str, Any],
-                 queued: dict[str, str]) -> str:
+                 queued: dict[str, str], device: str = "cpu") -> str:
     """The graph as a table of submissions, then each submission's sbatch script."""
     graph, profile = launch.graph, launch.config.profile
     groups = graph.groups(launch.todo)
@@ -66,13 +66,19 @@ def dry_run_text(launch: Launch, options: LaunchOptions, cluster: str, estimates
         lines.append(f"| {i} | {first.kind.value} {what} | {_names(group)} | {', '.join(first.needs) or '-'} | "
                      f"{'all evaluations' if first.waits else '-'} | {_shape(options, first.kind)} | "
                      f"{_worst(group, estimates, False)} | {_worst(group, estimates, True)} |")
+    budget = options.time_limit_min * 60 * (options.max_num_timeout + 1)
+    over = [n for n in launch.todo if (node_seconds(graph[n], estimates) or 0) > budget]
     done = [n for n in graph.names() if n not in launch.todo and n not in queued]
     lines += ["", f"Done before (not submitted): {', '.join(done) or 'nothing'}.",
               f"Queued by an earlier launch (not submitted again): "
               f"{', '.join(f'{n} (job {j})' for n, j in queued.items()) or 'nothing'}.",
               f"Time limit {options.time_limit_min} min per job; a job that reaches it saves a checkpoint and is "
               f"requeued, at most {options.max_num_timeout} times (preemptions do not count). Estimates: "
-              f"updates timed on this machine's device (see --dry-run); evaluation shared evenly over scales.", "",
+              f"updates timed on this machine's device, {device} (see --dry-run); evaluation shared evenly over "
+              f"scales.",
+              (f"At these estimates {', '.join(over)} would not finish within {options.max_num_timeout + 1} time "
+               f"limits: raise --time-limit or --launcher-option max_num_timeout=N." if over else
+               "At these estimates every job finishes within its time limits."), "",
               "## sbatch scripts", "",
               "As submitit writes them (its own generator); <JOB:NAME> stands for the id Slurm gives job NAME."]
     folder = Path(launch.folder) / "submitit"
