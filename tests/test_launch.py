@@ -86,6 +86,12 @@ def test_paper_profile_job_graph_dependencies_and_arrays():
         seen |= {n.name for n in g}
 
 
+def test_a_multi_scale_model_has_one_run_for_all_its_scales(tmp_path):
+    config = ReproduceConfig(profile="gpu", runs=str(tmp_path))
+    assert {reproduce.run_dir(config, "mdsr", s) for s in (2, 3, 4)} == {tmp_path / "gpu-mdsr-x2"}
+    assert reproduce.run_dir(config, "edsr", 4) == tmp_path / "gpu-edsr-x4"
+
+
 def test_graph_refuses_a_job_before_what_it_waits_for():
     with pytest.raises(ValueError, match="train-edsr-x3 comes before train-edsr-x2"):
         Graph((Node(NodeKind.TRAIN, "edsr", 3, needs=("train-edsr-x2",)), Node(NodeKind.TRAIN, "edsr", 2)))
@@ -209,8 +215,10 @@ def test_a_local_job_of_an_earlier_launch_still_running_is_not_started_twice(tmp
     config = ReproduceConfig(profile="smoke", results=str(tmp_path / "r"), runs=str(tmp_path / "runs"),
                              models=("bicubic",), table1=False)
     # a process that looks like submitit's local controller (its command line names it)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "submitit.local._local"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)",
+                                "submitit.local._local"], stdout=subprocess.PIPE, text=True)
     try:
+        assert sleeper.stdout.readline() == "up\n"  # its command line is in place
         folder = tmp_path / "r" / "jobs" / "smoke"
         folder.mkdir(parents=True)
         (folder / "submitted.json").write_text(json.dumps(

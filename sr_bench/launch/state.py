@@ -14,6 +14,7 @@ those files), except :func:`write_result` and :class:`Ledger`, which own ``RESUL
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from sr_bench.cli import UsageError
 from sr_bench.images import atomic_write
 from sr_bench.launch.graph import Node, NodeKind
 from sr_bench.reproduce import Job, ReproduceConfig, missing_modes, run_dir, run_scale, train_changes
+
+log = logging.getLogger("sr_bench.launch")
 
 __all__ = ["FinishedRun", "finished_run", "warm_start_weights", "missing_evaluation", "write_result", "read_result",
            "Ledger", "jobs_dir"]
@@ -194,9 +197,15 @@ class Ledger:
         job_id = str(entry["job_id"])
         if entry["cluster"] == "local":
             return job_id if job_id.isdigit() and _local_alive(int(job_id)) else None
+        import subprocess
+
         from submitit import SlurmJob
 
-        state = SlurmJob(submitit_folder, job_id).get_info(mode="force").get("State", "UNKNOWN")
+        try:
+            state = SlurmJob(submitit_folder, job_id).get_info(mode="force").get("State", "UNKNOWN")
+        except (OSError, subprocess.SubprocessError) as e:  # no sacct here: say so, and submit again
+            log.warning("cannot ask Slurm about job %s of %s (%s); submitting it again", job_id, name, e)
+            return None
         return job_id if state.split()[0] in SLURM_ACTIVE else None
 
 
