@@ -10,6 +10,9 @@ where it stopped. Without a data folder it runs on the scikit-image photos (``em
 ``--profile gpu`` is the whole Table 3 on one H100/H200-class GPU in about 12 minutes, in two
 ``--models`` parts (``--parts`` prints them); ``--dry-run`` prints the plan with times estimated
 from a few updates timed on this device, and the same estimate for the ``paper`` profile.
+
+``--launcher submitit`` runs every training run and evaluation as a job of a Slurm cluster (or as
+local subprocesses without one) through :mod:`sr_bench.launch`; see docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -387,6 +390,8 @@ def missing_modes(job: Job, cand: Candidate, protocol: str, dataset: str, done: 
 
 def evaluate_job(job: Job, cands: list[Candidate], config: ReproduceConfig, records_path: Path,
                   done: list) -> None:
+    """Score ``cands`` on every protocol and dataset of ``job`` that ``done`` lacks, appending the
+    records after each dataset (an interrupted evaluation continues from there)."""
     for protocol in job.protocols:
         for ds_name in job.datasets:
             ds = open_dataset(ds_name, config.data_root)
