@@ -58,7 +58,7 @@ def _install(session: nox.Session, extras: str) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (CPU; benchmarks run once as plain tests; slow and GPU tests excluded), then,
     without arguments, :data:`KERNEL_TESTS` again on the generic kernels (:data:`GENERIC_KERNELS`)."""
-    _install(session, "test")
+    _install(session, "test,cluster")
     session.run("pytest", "-m", "not slow", "--benchmark-disable", *session.posargs)
     if not session.posargs:
         session.log("again on the generic CPU kernels (" + " ".join(f"{k}={v}" for k, v in GENERIC_KERNELS.items())
@@ -69,14 +69,14 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def slow(session: nox.Session) -> None:
     """Long runs: training to a target PSNR, full sweeps."""
-    _install(session, "test")
+    _install(session, "test,cluster")
     session.run("pytest", "-m", "slow", "--benchmark-disable", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """pytest-benchmark figures (resize, metrics, model forward, training step)."""
-    _install(session, "test")
+    _install(session, "test,cluster")
     session.run(
         "pytest", "tests/benchmarks", "--benchmark-only", "--benchmark-columns=min,median,mean,rounds", *session.posargs
     )
@@ -86,7 +86,7 @@ def bench(session: nox.Session) -> None:
 def reproduce(session: nox.Session) -> None:
     """The main job: `nox -s reproduce -- [ARGS]` runs `python -m sr_bench.reproduce ARGS`. Ctrl-C
     saves the training run's checkpoint (see INTERRUPT_TIMEOUT_S); the same command continues it."""
-    _install(session, "test")
+    _install(session, "test,cluster")
     session.run("python", "-m", "sr_bench.reproduce", *session.posargs,
                 interrupt_timeout=INTERRUPT_TIMEOUT_S, terminate_timeout=INTERRUPT_TIMEOUT_S)
 
@@ -95,7 +95,7 @@ def reproduce(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy over sr_bench/, as configured in pyproject.toml ([tool.ruff], [tool.mypy]).
     torch is installed so that mypy checks against its real types."""
-    _install(session, "lint")
+    _install(session, "lint,cluster")
     session.run("ruff", "check", "sr_bench", *session.posargs)
     session.run("mypy", *session.posargs)
 
@@ -142,7 +142,7 @@ def mutants(session: nox.Session) -> None:
     listed by `mutmut results` at the end of each target."""
     import shutil
 
-    _install(session, "test")
+    _install(session, "test,cluster")
     session.install("mutmut==2.5.1")
     targets = session.posargs or list(MUTATION_TARGETS)
     root = os.path.dirname(os.path.abspath(__file__))

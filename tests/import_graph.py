@@ -45,9 +45,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("evaluation", ("sr_bench.scoring", "sr_bench.sr_folder", "sr_bench.evaluate")),
     ("training", ("sr_bench.train", "sr_bench.train.*")),
     ("reproduction", ("sr_bench.bench", "sr_bench.cpu_speed", "sr_bench.reproduce", "sr_bench.ablate")),
+    ("cluster", ("sr_bench.launch", "sr_bench.launch.*")),
     ("commands", (
         "sr_bench.upscale", "sr_bench.compare", "sr_bench.figure", "sr_bench.data.__main__",
-        "sr_bench.train.__main__", "sr_bench.models.__main__",
+        "sr_bench.train.__main__", "sr_bench.models.__main__", "sr_bench.reproduce.__main__",
         "sr_bench",  # the public face: score, imresize, __version__
     )),
 )

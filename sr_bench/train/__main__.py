@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         "python -m sr_bench.train",
         "Train an SR model with the EDSR paper's recipe (profile paper) or a shorter profile. "
         "Writes DIR/checkpoint.pt (latest full state), DIR/final.safetensors, DIR/log.jsonl, "
-        "DIR/val_curve.png and DIR/config.json. SIGTERM or Ctrl-C saves a checkpoint first (exit 143 / 130).",
+        "DIR/val_curve.png and DIR/config.json. SIGTERM, SIGUSR2 (Slurm's time-limit warning) or Ctrl-C saves a "
+        "checkpoint first (exit 143 / 140 / 130).",
     )
     cli.add_common_options(p, device=True, data_root=True, progress=True, verbosity=True)
     g = p.add_argument_group("run")

@@ -8,12 +8,12 @@
 2. **build the data** (decoded once; batches cut on the device when ``data.on_device`` says so,
    else by a DataLoader) and **the trainer** (:class:`~sr_bench.train.trainer.Trainer`; the
    checkpoint's state restored on resume);
-3. **the loop** (:class:`_Loop`): updates, log points, validation, checkpoints, SIGTERM/SIGINT;
+3. **the loop** (:class:`_Loop`): updates, log points, validation, checkpoints, stop signals;
 4. **finish**: the last validation and checkpoint, ``final.safetensors``, the plot.
 
 What a run writes in ``config.out`` (rank 0 only): ``checkpoint.pt`` (the full training state,
 atomically, every ``runtime.save_every`` updates, at the first log point after :data:`SAVE_EVERY_S`
-seconds without one, at the end and when stopped by SIGTERM or SIGINT), ``final.safetensors``,
+seconds without one, at the end and when stopped by SIGTERM, SIGUSR2 or SIGINT), ``final.safetensors``,
 ``log.jsonl`` (``start``/``resume``/``init``/``train``/``val``/``stopped``/``end``),
 ``val_curve.png``, ``config.json`` and, for ``amp auto`` on CUDA, ``amp.json``.
 
@@ -66,8 +66,8 @@ from sr_bench.train.validate import validate
 from sr_bench.version import __version__
 from sr_bench.weights import export_safetensors
 
-__all__ = ["train", "train_or_reuse", "TrainResult", "TrainingStopped", "CHECKPOINT", "FINAL_WEIGHTS", "LOG", "PLOT",
-           "CONFIG"]
+__all__ = ["train", "train_or_reuse", "reuse_config", "TrainResult", "TrainingStopped", "STOP_SIGNALS", "CHECKPOINT",
+           "FINAL_WEIGHTS", "LOG", "PLOT", "CONFIG"]
 
 Say = Callable[[str], None]
 
@@ -116,12 +116,20 @@ class TrainResult:
         return {r["scale"]: r["psnr"] for r in self.validation}
 
 
-class TrainingStopped(SystemExit):
-    """SIGTERM stopped the run after saving a checkpoint; exits with status 143 (128 + 15)."""
+#: what stops a run after the current update, with a checkpoint: Ctrl-C, SIGTERM, and SIGUSR2,
+#: the warning that Slurm (``--signal=USR2@SECONDS``) and submitit send before a time limit or a
+#: preemption (absent on Windows)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2") if hasattr(signal, name))
 
-    def __init__(self, message: str):
-        super().__init__(128 + signal.SIGTERM)
+
+class TrainingStopped(SystemExit):
+    """A stop signal other than SIGINT stopped the run after saving a checkpoint; exits with
+    status 128 + the signal (143 for SIGTERM, 140 for SIGUSR2)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGTERM):
+        super().__init__(128 + signum)
         self.message = message
+        self.signum = signum
 
     def __str__(self) -> str:
         return self.message
@@ -203,7 +211,7 @@ def _build_trainer(plan: RunPlan, loader_gen: torch.Generator, say: Say) -> Trai
 
 
 class _StopSignals:
-    """SIGTERM and SIGINT ask the loop to stop after the current update and save a checkpoint
+    """:data:`STOP_SIGNALS` ask the loop to stop after the current update and save a checkpoint
     (handlers can only be installed from the main thread; elsewhere signals act as before)."""
 
     def __init__(self) -> None:
@@ -212,7 +220,7 @@ class _StopSignals:
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
@@ -393,7 +401,7 @@ class _Loop:
 
     def stopped(self, signum: int) -> None:
         """Save a checkpoint of the last complete update, log it, and raise (SIGINT:
-        KeyboardInterrupt; SIGTERM: :class:`TrainingStopped`, exit status 143)."""
+        KeyboardInterrupt; SIGTERM, SIGUSR2: :class:`TrainingStopped`, exit status 128 + signal)."""
         if self.window.n:  # every rank: a log point agrees across ranks
             self.log_point(self.trainer.lr, True)
         if self.last_saved != self.iteration:
@@ -407,7 +415,7 @@ class _Loop:
         self.say(message)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt(message)
-        raise TrainingStopped(message)
+        raise TrainingStopped(message, signum)
 
 
 # ---- phase 4: finish and export --------------------------------------------------------------------
@@ -536,11 +544,24 @@ def train(
 
     Raises:
         KeyboardInterrupt: after SIGINT, once the checkpoint of the last update is saved.
-        TrainingStopped: (a ``SystemExit`` with status 143) after SIGTERM, likewise.
+        TrainingStopped: (a ``SystemExit`` with status 128 + signal) after SIGTERM or SIGUSR2, likewise.
     """
     with planned_run(config, resume=resume, overwrite=overwrite) as plan:
         say = (log or logger.info) if plan.is_main else (lambda msg: None)
         return _run(plan, callbacks, say)
+
+
+def reuse_config(
+    profile: str, model: str, scale: int, out: str | os.PathLike, *, data_root: str | None = None,
+    device: str = "auto", **changes: Any,
+) -> TrainConfig:
+    """The config :func:`train_or_reuse` trains (or checks a finished run in ``out`` against)."""
+    changes = {**changes, "out": str(out), "runtime.device": device}
+    if data_root:
+        changes["data.root"] = data_root
+    if find_data_root(data_root) is None:
+        changes.update({"data.dataset": "embedded-train", "val.dataset": "embedded"})
+    return make_config(profile, model, scale, **changes)
 
 
 def train_or_reuse(
@@ -551,10 +572,5 @@ def train_or_reuse(
     checks that the recipe in ``out`` is the one asked for): what ``sr_bench.reproduce`` and
     ``sr_bench.ablate`` call. ``changes`` are dotted config fields. Without a data root the run
     trains and validates on the scikit-image photos."""
-    changes = {**changes, "out": str(out), "runtime.device": device}
-    if data_root:
-        changes["data.root"] = data_root
-    if find_data_root(data_root) is None:
-        changes.update({"data.dataset": "embedded-train", "val.dataset": "embedded"})
-    cfg = make_config(profile, model, scale, **changes)
+    cfg = reuse_config(profile, model, scale, out, data_root=data_root, device=device, **changes)
     return train(cfg, resume=(Path(out) / CHECKPOINT).is_file())

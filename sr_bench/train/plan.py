@@ -131,6 +131,10 @@ def _device(option: str, world: int, local_rank: int) -> torch.device:
             raise UsageError(f"--device {option}: torch.cuda.is_available() is False; use --device cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank if world > 1 else torch.cuda.current_device())
+        elif world > 1:  # every process on the one GPU named: never what was meant
+            raise UsageError(f"--device {option} with {world} processes: each process trains on "
+                             f"cuda:LOCAL_RANK; pass --device cuda (or auto) and choose the GPUs with "
+                             f"CUDA_VISIBLE_DEVICES")
     return device
 
 

@@ -10,16 +10,23 @@ where it stopped. Without a data folder it runs on the scikit-image photos (``em
 ``--profile gpu`` is the whole Table 3 on one H100/H200-class GPU in about 12 minutes, in two
 ``--models`` parts (``--parts`` prints them); ``--dry-run`` prints the plan with times estimated
 from a few updates timed on this device, and the same estimate for the ``paper`` profile.
+
+``--launcher submitit`` runs every training run and evaluation as a job of a Slurm cluster (or as
+local subprocesses without one) through :mod:`sr_bench.launch`; see docs/cluster.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import logging
+import re
+import shlex
 import statistics
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,8 @@ from sr_bench.evaluate import Candidate, evaluate, load_candidates
 from sr_bench.flops import flops_per_lr_pixel
 from sr_bench.images import atomic_write
 from sr_bench.inference import resolve_device
+from sr_bench.lookup import Registry
+from sr_bench.models import get_spec
 from sr_bench.models import names as model_names
 from sr_bench.models.registry import parse_option
 from sr_bench.paths import check_folder_option, default_results_dir, default_runs_dir, is_committed_results
@@ -158,15 +167,37 @@ def plan(config: ReproduceConfig, datasets: Sequence[str]) -> list[Job]:
     return jobs
 
 
-def _train(job: Job, scale: int, config: ReproduceConfig) -> Any:
-    """Train one run, or resume it, or pick up its finished weights; returns its TrainResult."""
-    out = config.runs_dir / run_name(config.profile, job.model, scale)
+def run_scale(model: str, scale: int) -> int:
+    """The scale whose run serves ``model`` at ``scale``: itself, or the first scale of a
+    multi-scale model (MDSR, VDSR), whose one run serves all of them."""
+    spec = get_spec(model)
+    return int(spec.scales[0]) if spec.multi_scale else scale
+
+
+def run_dir(config: ReproduceConfig, model: str, scale: int) -> Path:
+    """The run folder that serves ``model`` at ``scale`` under ``config``'s profile."""
+    return config.runs_dir / run_name(config.profile, model, run_scale(model, scale))
+
+
+def train_changes(config: ReproduceConfig, init: str | None = None) -> dict[str, Any]:
+    """The dotted config changes of a run: ``--set`` and, for an x3/x4 run warm-started from x2,
+    ``model.init`` = ``init`` (the x2 run's final weights)."""
     changes = dict(config.overrides)
-    if job.warm_start_from and scale != job.warm_start_from:
-        changes["model.init"] = str(_train(job, job.warm_start_from, config).weights)
+    if init is not None:
+        changes["model.init"] = init
+    return changes
+
+
+def train_run(job: Job, scale: int, config: ReproduceConfig, init: str | None = None) -> Any:
+    """Train one run, or resume it, or pick up its finished weights; returns its TrainResult.
+    An x3/x4 run warm-started from x2 starts from ``init``, else from the x2 run (trained or
+    picked up here first)."""
+    out = run_dir(config, job.model, scale)
+    if job.warm_start_from and scale != job.warm_start_from and init is None:
+        init = str(train_run(job, job.warm_start_from, config).weights)
     log.info("training %s x%d (%s profile) -> %s", job.model, scale, config.profile, out)
-    return train_or_reuse(config.profile, job.model, scale, out, data_root=config.data_root, device=config.device,
-                          **changes)
+    return train_or_reuse(config.profile, job.model, run_scale(job.model, scale), out, data_root=config.data_root,
+                          device=config.device, **train_changes(config, init))
 
 
 # ---- the dry run: the plan with estimated times ------------------------------------------------
@@ -456,7 +487,7 @@ def _candidates(job: Job, config: ReproduceConfig, weights_label: str | None, sk
         try:
             options: dict[str, Any] = {}
             if job.weights == "train":
-                result = _train(job, s, config)
+                result = train_run(job, s, config)
                 w: str | None = str(result.weights)
                 options = dict(result.config.model.options)  # the network the run trained (--set model.options)
                 multi = len(result.config.model.scales) > 1  # one run serves every scale: count it once
@@ -473,15 +504,22 @@ def _candidates(job: Job, config: ReproduceConfig, weights_label: str | None, sk
     return cands
 
 
-def _evaluate_job(job: Job, cands: list[Candidate], config: ReproduceConfig, records_path: Path,
+def missing_modes(job: Job, cand: Candidate, protocol: str, dataset: str, done: list) -> tuple[bool, ...]:
+    """The self-ensemble modes of (``cand``, ``protocol``, ``dataset``) that have no complete record."""
+    return tuple(se for se in job.modes(dataset, cand.scale) if find_record(
+        done, model=job.model, weights=cand.weights_sha256, dataset=dataset, scale=cand.scale,
+        self_ensemble=se, protocol=protocol) is None)
+
+
+def evaluate_job(job: Job, cands: list[Candidate], config: ReproduceConfig, records_path: Path,
                   done: list) -> None:
+    """Score ``cands`` on every protocol and dataset of ``job`` that ``done`` lacks, appending the
+    records after each dataset (an interrupted evaluation continues from there)."""
     for protocol in job.protocols:
         for ds_name in job.datasets:
             ds = open_dataset(ds_name, config.data_root)
             for cand in cands:
-                todo = tuple(se for se in job.modes(ds_name, cand.scale) if find_record(
-                    done, model=job.model, weights=cand.weights_sha256, dataset=ds_name, scale=cand.scale,
-                    self_ensemble=se, protocol=protocol) is None)
+                todo = missing_modes(job, cand, protocol, ds_name, done)
                 if not todo:
                     continue
                 log.info("evaluating %s x%d on %s (%s%s)", job.model, cand.scale, ds_name, protocol,
@@ -521,16 +559,11 @@ def _note(config: ReproduceConfig, datasets: list[str], records_path: Path, time
     return note
 
 
-def run(config: ReproduceConfig) -> Path:
-    t0 = time.time()
-    results = Path(config.results)
-    records_path = results / "records.jsonl"
-    datasets, absent = available_datasets(config.data_root)
-    _check_results_folder(results, datasets)
-    jobs = plan(config, datasets)
+def log_plan(config: ReproduceConfig, jobs: Sequence[Job], datasets: Sequence[str], absent: dict[str, str],
+             device: str) -> None:
     log.info("profile %s%s; device %s; datasets %s%s", config.profile, " (published weights)" if config.pretrained
-             else "", config.device_name, ", ".join(datasets), f"; absent: {', '.join(absent)}" if absent else "")
-    if datasets == ["embedded"]:
+             else "", device, ", ".join(datasets), f"; absent: {', '.join(absent)}" if absent else "")
+    if list(datasets) == ["embedded"]:
         log.info("no benchmark data found (set SR_BENCH_DATA or --data-root): running on 5 scikit-image photos, "
                  "which have no published values; training uses 10 other scikit-image photos")
     for j in jobs:
@@ -538,19 +571,23 @@ def run(config: ReproduceConfig) -> Path:
                 "train": f"trained ({config.profile})"}[j.weights]
         log.info("plan: %s x%s: %s; evaluated on %s", j.model, "/".join(map(str, j.scales)) or "-", what,
                  ", ".join(j.datasets) or "nothing")
-    skipped: list[Skip] = []
-    done = read_records(records_path)  # a partial (--max-images) record never counts as done
-    times: dict[str, Any] = {}
-    for job in jobs:
-        weights_label = {"none": None, "official": "official", "train": config.profile}[job.weights]
-        skipped += _skips(job, absent, weights_label)
-        if not job.scales or not job.datasets:
-            continue
-        timing: dict[str, Any] = {"updates": {}, "train_s": 0.0, "host": environment(config.device_name)["host"]}
-        cands = _candidates(job, config, weights_label, skipped, timing)
-        t_eval = time.time()
-        _evaluate_job(job, cands, config, records_path, done)
-        times[job.model] = {**timing, "eval_s": round(time.time() - t_eval, 1)}
+
+
+def weights_label(config: ReproduceConfig, job: Job) -> str | None:
+    """The weights' short name in ``job``'s Table 3 column label."""
+    return {"none": None, "official": "official", "train": config.profile}[job.weights]
+
+
+def plan_skips(config: ReproduceConfig, jobs: Sequence[Job], absent: dict[str, str]) -> list[Skip]:
+    """The Table 3 cells the plan leaves out, each with its reason."""
+    return [skip for job in jobs for skip in _skips(job, absent, weights_label(config, job))]
+
+
+def write_tables(config: ReproduceConfig, datasets: list[str], skipped: list[Skip], times: dict[str, Any]) -> Path:
+    """``times-PROFILE.json`` (merged with earlier runs'), ``table3.md`` over every record and,
+    unless ``--no-table1``, ``table1.md``; returns table3's path."""
+    results = Path(config.results)
+    records_path = results / "records.jsonl"
     times = _timings(results / f"times-{config.profile}.json", times)
     note = _note(config, datasets, records_path, times)
     shown = [r for r in read_records(records_path) if r.dataset in datasets]  # this run's data only
@@ -559,6 +596,29 @@ def run(config: ReproduceConfig) -> Path:
     if config.table1:
         table1 = write_table1(results / "table1.md", config.device_name)
         log.info("table 1: %s", Path(table1).resolve())
+    return table3
+
+
+def run(config: ReproduceConfig) -> Path:
+    t0 = time.time()
+    results = Path(config.results)
+    records_path = results / "records.jsonl"
+    datasets, absent = available_datasets(config.data_root)
+    _check_results_folder(results, datasets)
+    jobs = plan(config, datasets)
+    log_plan(config, jobs, datasets, absent, config.device_name)
+    skipped = plan_skips(config, jobs, absent)
+    done = read_records(records_path)  # a partial (--max-images) record never counts as done
+    times: dict[str, Any] = {}
+    for job in jobs:
+        if not job.scales or not job.datasets:
+            continue
+        timing: dict[str, Any] = {"updates": {}, "train_s": 0.0, "host": environment(config.device_name)["host"]}
+        cands = _candidates(job, config, weights_label(config, job), skipped, timing)
+        t_eval = time.time()
+        evaluate_job(job, cands, config, records_path, done)
+        times[job.model] = {**timing, "eval_s": round(time.time() - t_eval, 1)}
+    table3 = write_tables(config, datasets, skipped, times)
     log.info("done in %.1f min; records: %s", (time.time() - t0) / 60, records_path.resolve())
     log.info("%s", _where(results))
     return table3
@@ -605,7 +665,94 @@ def build_parser() -> Any:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: what every run does anyway (finished records and training runs "
                         "are reused, an interrupted training run continues from its checkpoint)")
+    _add_launcher_options(p)
     return p
+
+
+# ---- on a cluster: the hand-off to sr_bench.launch ----------------------------------------------------
+
+
+def _duration_minutes(text: str) -> int:
+    """argparse ``type=`` for ``--time-limit``: minutes, or 90m, 24h, 2d, or Slurm's H:MM:SS / D-HH:MM:SS."""
+    t = text.strip().lower()
+    m = re.fullmatch(r"(\d+)\s*(m|min|h|d)?", t)
+    if m:
+        minutes = int(m.group(1)) * {None: 1, "m": 1, "min": 1, "h": 60, "d": 1440}[m.group(2)]
+    else:
+        m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d)(?::(\d\d))?", t)
+        if not m:
+            raise argparse.ArgumentTypeError(f"expected minutes, 90m, 24h, 2d or H:MM:SS; got {text!r}")
+        days, hours, mins, secs = (int(g or 0) for g in m.groups())
+        minutes = days * 1440 + hours * 60 + mins + (1 if secs else 0)
+    if minutes < 1:
+        raise argparse.ArgumentTypeError(f"a time limit must be at least 1 minute; got {text!r}")
+    return minutes
+
+
+def _add_launcher_options(p: Any) -> None:
+    g = p.add_argument_group("on a cluster (--launcher submitit; see docs/cluster.md)")
+    g.add_argument("--launcher", choices=("process", "submitit"), default="process",
+                   help="process (default): everything in this process; submitit: every training run and "
+                        "evaluation as a job (Slurm when srun is found, else local subprocesses)")
+    g.add_argument("--launcher-dry-run", action="store_true",
+                   help="print the job graph, each job's estimated time and the sbatch scripts; submit nothing")
+    g.add_argument("--launcher-cluster", choices=("auto", "slurm", "local"), default="auto",
+                   help="auto (default): Slurm when srun is on PATH, else local subprocesses")
+    g.add_argument("--partition", help="Slurm partition of every job")
+    g.add_argument("--nodes", type=cli.positive_int, default=1, help="nodes per training job (default 1)")
+    g.add_argument("--gpus-per-node", type=cli.non_negative_int, default=0,
+                   help="GPUs per node of a training job, one process each (DDP); evaluations take one")
+    g.add_argument("--time-limit", type=_duration_minutes, default=24 * 60, metavar="DURATION",
+                   help="per job: minutes, 90m, 24h, 2d or H:MM:SS (default 24h); a job that reaches it saves a "
+                        "checkpoint and is requeued")
+    g.add_argument("--launcher-parallel", type=cli.positive_int, default=None, metavar="N",
+                   help="jobs at once (local: default the CPU cores, at most 4; Slurm: per array)")
+    g.add_argument("--launcher-wait", action="store_true",
+                   help="Slurm: follow the jobs until the tables are made (local runs always do)")
+    g.add_argument("--launcher-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="any submitit AutoExecutor parameter for every job, e.g. slurm_account=NAME, mem_gb=64, "
+                        "cpus_per_task=8, slurm_qos=high, tasks_per_node=2 (training: CPU DDP); "
+                        "max_num_timeout=N (requeues after a time limit, default 20)")
+
+
+#: the launcher options that only mean something with --launcher submitit, and their defaults
+_LAUNCHER_ONLY = {"launcher_dry_run": False, "launcher_cluster": "auto", "partition": None, "nodes": 1,
+                  "gpus_per_node": 0, "time_limit": 24 * 60, "launcher_parallel": None, "launcher_wait": False,
+                  "launcher_option": []}
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """A way to run the plan other than in this process: its options from the parsed command line,
+    its dry run (the text it prints) and the launch itself (an exit status). ``sr_bench.launch``
+    registers ``submitit``; ``python -m sr_bench.reproduce`` imports it first."""
+
+    name: str
+    options: Callable[[Any], Any]
+    dry_run: Callable[[ReproduceConfig, Any, int], str]
+    launch: Callable[[ReproduceConfig, Any, int], int]
+
+
+LAUNCHERS: Registry[Launcher] = Registry("launcher", hint="the submitit launcher comes with sr_bench.launch")
+
+
+def register_launcher(launcher: Launcher) -> Launcher:
+    return LAUNCHERS.add(launcher.name, launcher)
+
+
+def _launcher(a: Any) -> Launcher | None:
+    """The launcher asked for, or None for the in-process run (a usage error when a launcher's
+    options come without it, or when its module was not loaded)."""
+    if a.launcher == "process":
+        given = [k for k, default in _LAUNCHER_ONLY.items() if getattr(a, k) != default]
+        if given:
+            raise cli.UsageError(f"--{given[0].replace('_', '-')} is an option of --launcher submitit; add it, or "
+                                 f"leave the option out for the in-process run")
+        return None
+    if a.launcher not in LAUNCHERS:
+        raise cli.UsageError(f"--launcher {a.launcher}: not loaded in this process; run `python -m sr_bench.reproduce` "
+                             f"or `sr-bench-reproduce` (they load sr_bench.launch), or `import sr_bench.launch` first")
+    return LAUNCHERS[a.launcher]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ReproduceConfig:
@@ -635,6 +782,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(parts_text(), end="")
         return 0
     config = _config(a)
+    launcher = _launcher(a)
+    if launcher is not None:
+        options = launcher.options(a)
+        if a.launcher_dry_run:
+            print(launcher.dry_run(config, options, a.verbosity), end="")
+            return 0
+        return launcher.launch(config, options, a.verbosity)
     if a.dry_run:
         datasets, _ = available_datasets(config.data_root)
         jobs = plan(config, datasets)
@@ -653,11 +807,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _argv(argv: Sequence[str] | None) -> list[str]:
-    import shlex
-    import sys
-
     return [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
