@@ -54,6 +54,7 @@ __all__ = [
     "ImageTooLarge",
     "ORIENTATIONS",
     "read_image",
+    "read_image_bytes",
     "read_oriented",
     "read_header",
     "decode_image",
@@ -277,6 +278,29 @@ def read_header(path: str | os.PathLike) -> ImageHeader:
         raise _cannot_decode(path, e, len(head)) from e
 
 
+#: bytes a file may hold beyond 8 per pixel of the pixel limit (metadata, ICC profiles, thumbnails)
+_FILE_SLACK = 64 << 20
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file, read once (hash and decode these same bytes): refused by name
+    when it is not a regular file (a FIFO would block forever, ``/dev/zero`` never end) or is
+    larger than any image within the pixel limit could be (8 bytes a pixel, plus 64 MiB)."""
+    if (why := file_problem(path)) is not None:
+        raise ImageError(f"{path}: {why}")
+    try:
+        with open(path, "rb") as f:
+            size, limit = os.fstat(f.fileno()).st_size, 8 * max_pixels() + _FILE_SLACK
+            if size > limit:
+                raise ImageTooLarge(
+                    f"{path}: is {size:,} bytes, more than an image of at most {max_pixels():,} pixels can take "
+                    f"({limit:,}); not an image sr_bench should read? (raise {MAX_PIXELS_ENV} if it is one)"
+                )
+            return f.read()
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror or e}); check its permissions or restore it") from e
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an 8-bit image file to uint8 (H, W) or (H, W, 3), its EXIF orientation applied."""
     return read_oriented(path)[0]
@@ -289,13 +313,7 @@ def read_oriented(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         raise ImageError(
             f"{path}: unknown image extension {path.suffix!r}; sr_bench reads {', '.join(IMAGE_EXTENSIONS)}"
         )
-    if (why := file_problem(path)) is not None:
-        raise ImageError(f"{path}: {why}")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror or e}); check its permissions or restore it") from e
-    return decode_oriented(data, path)
+    return decode_oriented(read_image_bytes(path), path)
 
 
 def decode_image(data: bytes, path: str | os.PathLike = "<bytes>") -> np.ndarray:

@@ -52,6 +52,7 @@ from sr_bench.images import (
     decode_image,
     file_problem,
     read_header,
+    read_image_bytes,
 )
 from sr_bench.protocols import Protocol, get_protocol
 from sr_bench.records import Record, environment
@@ -286,10 +287,8 @@ def _read_sr(path: Path, want: tuple[int, int]) -> tuple[np.ndarray, str]:
     if (why := file_problem(path)) is not None:
         raise DataError(f"{path}: {why} (it changed while the SR folder was scored?)")
     try:
-        data = path.read_bytes()
+        data = read_image_bytes(path)
         image = decode_image(data, path)
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions or restore it") from None
     except ImageError as e:
         raise DataError(str(e)) from None
     if image.shape[:2] != want:

@@ -5,6 +5,7 @@ its inputs."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from sr_bench.errors import DataError
 from sr_bench.evaluate import main as evaluate_main
 from sr_bench.images import read_image, write_image
 from sr_bench.sr_folder import score_sr_folder
+from sr_bench.train.__main__ import main as train_main
 from sr_bench.upscale import main as upscale_main
 
 
@@ -182,3 +184,24 @@ def test_an_lr_file_a_quarter_turn_from_its_exif_rotated_hr_says_so(tmp_path, te
     dataset = open_dataset(str(tmp_path / "ds"))
     with pytest.raises(DatasetImageError, match="differ by a quarter turn: sr_bench applies EXIF orientation"):
         dataset.read_lr(0, 2)
+
+
+def test_a_dataset_file_name_that_is_not_utf8_is_refused_naming_it(ds, textured):
+    """Its name would go into records, the per-image CSV and markdown, which cannot hold it."""
+    name = os.fsencode(ds) + b"/caf\xe9.png"
+    Image.fromarray(textured(48, 64, 5)).save(os.fsdecode(name), format="PNG")
+    with pytest.raises(DatasetImageError, match=r"ds/caf\\xe9\.png: the file name is not valid UTF-8"):
+        open_dataset(str(ds))
+
+
+def test_train_refuses_an_out_folder_that_is_its_data_folder(tmp_path, ds, capsys):
+    before = sorted(p.name for p in ds.iterdir())
+    args = ["-q", "--model", "edsr-baseline", "--scale", "2", "--profile", "smoke", "--device", "cpu",
+            "--no-progress", "--option", "blocks=1", "--option", "filters=8", "--patch-size", "8", "--data", str(ds),
+            "--iterations", "1"]
+    for out, extra in ((ds, ("--val-data", "embedded")), (tmp_path / "val", ("--val-data", str(tmp_path / "val")))):
+        write_image(tmp_path / "val" / "v.png", np.zeros((32, 32, 3), np.uint8))
+        assert train_main([*args, *extra, "--out", str(out), "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--out {out} is the" in err and "folder of images" in err
+    assert sorted(p.name for p in ds.iterdir()) == before

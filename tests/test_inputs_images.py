@@ -194,6 +194,9 @@ def test_a_fifo_or_folder_named_like_an_image_is_refused_without_blocking(tmp_pa
             read_header(tmp_path / "baby.png")
         with pytest.raises(ImageError, match=r"dir\.png: is a folder, not an image file"):
             read_image(tmp_path / "dir.png")
+        os.symlink("/dev/zero", tmp_path / "zero.png")  # read_bytes would never end
+        with pytest.raises(ImageError, match=r"zero\.png: is a device, not a regular file"):
+            read_image(tmp_path / "zero.png")
     finally:
         signal.alarm(0)
 
@@ -236,3 +239,13 @@ def test_interlaced_pngs_pass_the_data_check(shape):
             raw += b"".join(b"\x00" + row.tobytes() for row in sub)
     data = _png(struct.pack(">IIBBBBB", w, h, 8, 2 if len(shape) == 3 else 0, 0, 0, 1), raw)
     np.testing.assert_array_equal(decode_image(data, "adam7.png"), image)
+
+
+def test_a_file_larger_than_any_image_within_the_limit_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("SR_BENCH_MAX_PIXELS", "1000")  # 8,000 bytes + 64 MiB of slack
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(8 * 1000 + (64 << 20) + 1)  # sparse: nothing is written
+    with pytest.raises(ImageTooLarge, match=r"huge\.png: is 67,116,865 bytes, more than an image of at most 1,000 "
+                                            r"pixels can take \(67,116,864\)"):
+        read_image(huge)

@@ -37,6 +37,7 @@ from sr_bench.images import (
     atomic_write,
     decode_image,
     file_problem,
+    read_image_bytes,
 )
 from sr_bench.resize import downscale
 
@@ -201,9 +202,9 @@ class Dataset:
         if (why := file_problem(path)) is not None:  # never block on a FIFO
             raise DatasetImageError(f"{path}: {why}; replace it with the image file or remove it")
         try:
-            return path.read_bytes()
-        except OSError as e:
-            raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions or restore it") from e
+            return read_image_bytes(path)
+        except ImageError as e:
+            raise DatasetImageError(str(e)) from e
 
     def read_hr(self, i: int) -> tuple[np.ndarray, str]:
         """HR image i and the sha256 of its file."""
@@ -352,6 +353,10 @@ def _list_images(folder: Path, *, strict_types: bool) -> list[Path]:
             raise _link_error(p, why)
         if (why := file_problem(p)) is not None:
             raise DatasetImageError(f"{p}: {why}; remove it or rename it so it does not look like an image")
+        if not _utf8(p.name):  # its name goes into records, CSV and markdown tables
+            shown = p.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise DatasetImageError(f"{folder}/{shown}: the file name is not valid UTF-8 (a name from another "
+                                    f"system's encoding?); rename it, e.g. with `convmv -f latin1 -t utf8`")
     unread = [p for p in entries if p.suffix.lower() in UNREAD_IMAGE_EXTENSIONS] if strict_types else []
     if unread:
         shown = ", ".join(p.name for p in unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
@@ -361,6 +366,14 @@ def _list_images(folder: Path, *, strict_types: bool) -> list[Path]:
         )
     _refuse_shared_stems(files)
     return files
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes kept as surrogates by os.fsdecode
+        return False
+    return True
 
 
 def _refuse_shared_stems(files: list[Path]) -> None:

@@ -207,6 +207,16 @@ def _clear(out: Path) -> list[str]:
     return removed
 
 
+def _refuse_data_folder(out: Path, cfg: TrainConfig) -> None:
+    """A run folder is never a folder of training or validation images: its ``val_curve.png``
+    would be read as one of them by the next run (and ``--overwrite`` would delete in it)."""
+    for option, name in (("--data", cfg.data.dataset), ("--val-data", cfg.val.dataset)):
+        folder = Path(name).expanduser()
+        if folder.is_dir() and out in (folder.resolve(), (folder / "HR").resolve()):
+            raise UsageError(f"--out {out} is the {option} folder of images: the run's val_curve.png would be read as "
+                             f"an image of it by the next run; choose another --out, e.g. {out.parent / 'runs'}")
+
+
 def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, writer: bool = True) -> RunFolder:
     """Decide what ``cfg.out`` is for this run: a resume (``resume`` and a checkpoint there), a
     new run in an empty or missing folder, or a new run after ``overwrite`` cleared it. Anything
@@ -216,6 +226,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     out = Path(cfg.out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file; give a folder (it will hold checkpoint.pt, log.jsonl, ...)")
+    _refuse_data_folder(out, cfg)
     ckpt, notes = out / CHECKPOINT, []
     if resume and ckpt.is_file():
         state = load_checkpoint(ckpt)

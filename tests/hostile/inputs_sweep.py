@@ -753,6 +753,61 @@ def scenarios() -> list[Scenario]:
     add("sr-file-resized-after-check", "3", "an SR file replaced by a 10x10 image after the header checks",
         sr_replaced_size, expect_refusal("im1.png"))
 
+    def dev_zero(work: Path) -> list[str]:
+        folder(work, "ds", 2)
+        os.symlink("/dev/zero", work / "ds" / "zero.png")
+        return [*EVAL, "--datasets", "ds"]
+
+    add("symlink-to-dev-zero-in-dataset", "own", "zero.png -> /dev/zero in a folder dataset", dev_zero,
+        expect_refusal("zero.png"), timeout=60)
+
+    def fifo_sr(work: Path) -> list[str]:
+        folder(work, "ds", 2)
+        png(work / "sr" / "ds" / "x2" / "im0.png", 48, 64, 3)
+        os.mkfifo(work / "sr" / "ds" / "x2" / "im1.png")
+        return ["-m", "sr_bench.evaluate", "--sr-dir", "sr", "--label", "X", "--datasets", "ds", "--scales", "2",
+                "--no-progress", "--records", "rec.jsonl"]
+
+    add("fifo-in-sr-folder", "own", "a FIFO named im1.png in an SR folder", fifo_sr, expect_refusal("im1.png", "FIFO"),
+        timeout=60)
+
+    def non_utf8_dataset(work: Path) -> list[str]:
+        folder(work, "ds", 1)
+        name = os.fsencode(str(work / "ds")) + b"/caf\xe9.png"
+        Image.fromarray(textured(48, 64, 3)).save(name.decode(errors="surrogateescape"), format="PNG")
+        return [*EVAL, "--datasets", "ds", "--per-image", "per_image.csv"]
+
+    def judge_csv(r: Result, work: Path) -> tuple[str, str]:
+        outcome, note = basic(r)
+        if outcome == "ok" and not (work / "per_image.csv").exists():
+            return "silent", "no per-image CSV"
+        return outcome, note
+
+    add("non-utf8-name-per-image-csv", "own", "a dataset image named caf\\xe9.png, evaluate --per-image",
+        non_utf8_dataset, judge_csv, env={"LC_ALL": "C.UTF-8", "PYTHONUTF8": "<unset>"})
+
+    def train_into_data(work: Path) -> list[str]:
+        folder(work, "data", 2)
+        return [*TRAIN, "--data", "data", "--val-data", "data", "--out", "data", "--overwrite", "--iterations", "2"]
+
+    def judge_train_into_data(r: Result, work: Path) -> tuple[str, str]:
+        outcome, note = basic(r)
+        if (work / "data" / "val_curve.png").exists():
+            return "silent", "wrote val_curve.png into its own training images"
+        return outcome, note
+
+    add("train-out-is-data-folder", "3", "train --data data --out data --overwrite", train_into_data,
+        judge_train_into_data)
+
+    def huge_sparse(work: Path) -> list[str]:
+        folder(work, "ds", 1)
+        with open(work / "ds" / "huge.png", "wb") as f:
+            f.truncate(4 << 30)  # 4 GiB of nothing, named like an image
+        return [*EVAL, "--datasets", "ds"]
+
+    add("4gib-non-image-named-png", "own", "a sparse 4 GiB file named huge.png in a folder dataset", huge_sparse,
+        expect_refusal("huge.png"), timeout=120)
+
     def unreadable(work: Path) -> list[str]:
         folder(work, "ds", 2)
         script = work / "unreadable.py"
