@@ -45,11 +45,12 @@ class StorageError(DataError, OSError):
 _FIXES = {errno.ENAMETOOLONG: "use a shorter file name or a folder with a shorter path"}
 
 
-def storage_error(path: str | os.PathLike, e: OSError, doing: str) -> StorageError:
-    """One line naming ``path``, what failed and the errno, and saying that nothing changed."""
+def storage_error(path: str | os.PathLike, e: OSError, doing: str, fix: str | None = None) -> StorageError:
+    """One line naming ``path``, what failed and the errno, saying that nothing changed and how
+    to fix it (``fix``, else what fits the errno)."""
     name = errno.errorcode.get(e.errno or 0, "")
     why = f"{e.strerror or e} [{name}]" if name else str(e.strerror or e)
-    fix = _FIXES.get(e.errno or 0, "free space, or pass a path in a writable folder")
+    fix = fix or _FIXES.get(e.errno or 0, "free space, or pass a path in a writable folder")
     err = StorageError(f"{path}: cannot {doing} ({why}); nothing was changed: {fix}")
     err.errno, err.strerror = e.errno, e.strerror
     return err

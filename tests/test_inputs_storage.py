@@ -28,6 +28,7 @@ from sr_bench.evaluate import main as evaluate_main
 from sr_bench.images import atomic_write, check_writable, write_image
 from sr_bench.train import make_config, train
 from sr_bench.train.__main__ import main as train_main
+from sr_bench.train.patches import load_images
 from sr_bench.train.run_dir import JsonLog
 from sr_bench.upscale import main as upscale_main
 
@@ -339,3 +340,12 @@ def test_a_new_run_that_cannot_write_its_first_checkpoint_leaves_no_folder(tmp_p
     with pytest.raises(StorageError, match="checkpoint.pt: cannot write"):
         train(cfg)
     assert not (tmp_path / "runs").exists()  # not the run folder, nor the parent made for its lock
+
+
+def test_a_disk_image_pack_that_cannot_be_written_is_one_line(tmp_path, folder_ds, read_only):
+    (tmp_path / "packs").mkdir()
+    read_only(tmp_path / "packs")
+    with pytest.raises(StorageError, match=r"cannot write the --cache disk image pack in \(Read-only file system "
+                                           r"\[EROFS\]\); nothing was changed: free space, pass --cache-dir DIR"):
+        load_images(open_dataset(str(folder_ds)), (2,), cache="disk", cache_dir=tmp_path / "packs")
+    assert [p for p in (tmp_path / "packs").rglob("*") if not p.is_dir()] == []

@@ -504,6 +504,13 @@ def scenarios() -> list[Scenario]:
     add("train-resume-on-full-disk", "10", "train --resume when the disk is full (checkpoint kept?)",
         train_resume_full, judge_resume_full, disk="full", timeout=180)
 
+    def train_disk_cache(work: Path) -> list[str]:
+        folder(work, "data", 2)
+        return [*TRAIN, "--data", "data", "--val-data", "data", "--out", "run", "--iterations", "2", "--cache", "disk"]
+
+    add("train-cache-disk-read-only-home", "10", "train --cache disk with HOME read-only", train_disk_cache,
+        disk="ro", env={"HOME": "disk", "SR_BENCH_CACHE": "<unset>", "XDG_CACHE_HOME": "<unset>"}, timeout=180)
+
     add("train-out-nearly-full", "10", "train --out with room for config and log, not a checkpoint", train_disk,
         disk="nearly-full", timeout=180)
     add("train-resume-on-nearly-full-disk", "10", "train --resume, room for config and log, not a checkpoint",
