@@ -26,7 +26,7 @@ from typing import Any
 from sr_bench import baselines, cli
 from sr_bench.data import open_dataset
 from sr_bench.evaluate import evaluate, load_candidates
-from sr_bench.images import atomic_write
+from sr_bench.images import atomic_write, check_writable
 from sr_bench.inference import resolve_device
 from sr_bench.lookup import Registry
 from sr_bench.models.registry import parse_option
@@ -361,6 +361,8 @@ def run(config: AblateConfig) -> Path:
     chosen = [ABLATIONS.get(name)(config) for name in config.ablations]
     for ab in chosen:
         _claim(ab.name)  # a missing claim fails before hours of training, not after
+    for out in (folder / "summary.json", results / "ablations.md", *(folder / f"{ab.name}.png" for ab in chosen)):
+        check_writable(out)  # a read-only or full results folder fails now too
     summaries = _read_summaries(folder / "summary.json")
     m = _Measurer(config, folder, datasets)
     for ab in chosen:

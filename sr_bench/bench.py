@@ -45,7 +45,7 @@ from sr_bench.data import DatasetNotFound, open_dataset
 from sr_bench.data import data_root as find_data_root
 from sr_bench.evaluate import evaluate, load_candidates
 from sr_bench.flops import flops_per_lr_pixel
-from sr_bench.images import atomic_write
+from sr_bench.images import atomic_write, check_writable
 from sr_bench.inference import prepare_model, resolve_device
 from sr_bench.models import create, get_spec
 from sr_bench.models.registry import parse_option
@@ -358,14 +358,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON file (default: RESULTS/bench-MODEL-xSCALE.json)")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbosity)
+    out = a.out or Path(a.results or default_results_dir()) / f"bench-{a.model}-x{a.scale}.json"
+    check_writable(out)  # a read-only or full disk fails now, not after the measurements
     r = measure(a.model, a.scale, device=a.device, profile=a.profile, updates=a.updates, step_updates=a.step_updates,
                 peak_tflops=a.peak_tflops, data_root=a.data_root, eval_images=a.eval_images,
                 eval_weights=a.eval_weights, changes=dict(a.set))
 
-    out = a.out or Path(a.results or default_results_dir()) / f"bench-{a.model}-x{a.scale}.json"
     text = json.dumps(asdict(r), indent=1)
+    print(to_markdown(r), end="")  # shown even if the JSON cannot be written
     atomic_write(out, lambda tmp: tmp.write_text(text + "\n"))
-    print(to_markdown(r), end="")
     log.info("wrote %s", out)
     return 0
 

@@ -63,7 +63,7 @@ from sr_bench import cli, models
 from sr_bench.data import DatasetNotFound, open_dataset
 from sr_bench.evaluate import evaluate, load_candidates
 from sr_bench.flops import count_flops
-from sr_bench.images import atomic_write
+from sr_bench.images import atomic_write, check_writable
 from sr_bench.inference import prepare_model, super_resolve
 from sr_bench.models.common import ResBlock
 from sr_bench.models.edsr import EDSR
@@ -490,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="JSON file (default: RESULTS/cpu-speed.json)")
     a = p.parse_args(argv)
     cli.setup_logging(a.verbosity)
+    out = a.out or Path(a.results or default_results_dir()) / "cpu-speed.json"
+    check_writable(out)  # a read-only or full disk fails now, not after the measurements
     weights = a.weights or _default_weights(a.model, a.scale)
     report: dict[str, Any] = {"machine": machine(), "load_before": [round(x, 2) for x in os.getloadavg()]}
     if a.skip != "forward":
@@ -501,10 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["imresize"] = resize_speed(a.threads, max(a.rounds, 15))
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
 
-    out = a.out or Path(a.results or default_results_dir()) / "cpu-speed.json"
     text = json.dumps(report, indent=1)
+    print(to_markdown(report), end="")  # shown even if the JSON cannot be written
     atomic_write(out, lambda tmp: tmp.write_text(text + "\n"))
-    print(to_markdown(report), end="")
     log.info("wrote %s", out)
     return 0
 

@@ -31,7 +31,7 @@ import torch
 from sr_bench import cli, models
 from sr_bench.data import Dataset, open_dataset
 from sr_bench.evaluate import load_candidates, model_input_tensor
-from sr_bench.images import as_batch, atomic_write, decode_image, quantize
+from sr_bench.images import as_batch, atomic_write, check_writable, decode_image, quantize
 from sr_bench.inference import resolve_device, super_resolve
 from sr_bench.paths import results_and_records
 from sr_bench.protocols import PROTOCOLS, Protocol, Reference, get_protocol
@@ -296,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ds_name, _, stem = args.image.rpartition("/")
     name = f"{Path(ds_name).name.lower()}_{stem.replace('_', '')}_x{args.scale}.png"
     out = Path(args.out) if args.out else results / "figures" / name
+    check_writable(out)  # before any network runs
+    check_writable(out.with_suffix(".json"))
     device = resolve_device(None if args.device == "auto" else args.device)
     res = make_figure(args.image, args.box, args.labels, args.scale, out, protocol=args.protocol, records=records,
                       data_root=args.data_root, device=device, zoom=args.zoom)

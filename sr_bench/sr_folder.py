@@ -39,13 +39,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from sr_bench.data import Dataset, open_dataset
 from sr_bench.data.dataset import generated_lr_source
 from sr_bench.errors import DataError, UsageError
-from sr_bench.images import IMAGE_EXTENSIONS, ImageError, as_batch, decode_image
+from sr_bench.images import (
+    IMAGE_EXTENSIONS,
+    UNREAD_IMAGE_EXTENSIONS,
+    ImageError,
+    as_batch,
+    decode_image,
+    file_problem,
+    read_header,
+    read_image_bytes,
+)
 from sr_bench.protocols import Protocol, get_protocol
 from sr_bench.records import Record, environment
 from sr_bench.scoring import DataFingerprint, score_image, set_fields
@@ -120,12 +128,35 @@ def _candidates(path: Path) -> list[Path]:
                   and p.name[: len(p.name) - len(p.suffix)] == stem)
 
 
+def _unreadable_candidates(path: Path) -> list[str]:
+    """Why the files that would be ``path`` are not read: a format sr_bench does not read
+    (``a.gif``), or an entry named like an image that is not a regular file (a FIFO, a folder)."""
+    folder, stem = path.parent, path.name[: len(path.name) - len(path.suffix)]
+    if not folder.is_dir():
+        return []
+    problems = []
+    for p in sorted(folder.glob(f"{glob_escape(stem)}.*")):
+        if p.suffix.lower() in UNREAD_IMAGE_EXTENSIONS:
+            problems.append(f"{p}: sr_bench does not read {p.suffix} images (it reads {', '.join(IMAGE_EXTENSIONS)}); "
+                            f"save the SR image as PNG")
+        elif p.suffix.lower() in IMAGE_EXTENSIONS and (why := file_problem(p)) is not None:
+            problems.append(f"{p}: {why}; the SR image must be an image file")
+    return problems
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally by :meth:`Path.glob` (``[``, ``*`` and ``?`` in a stem)."""
+    return "".join(f"[{c}]" if c in "[]*?" else c for c in text)
+
+
 def _locate(root: Path, ds: Dataset, scale: int, layout: SrLayout, label: str) -> SrSet:
     found = SrSet(ds, scale, layout)
     for i, ref in enumerate(ds.images):
         expected = layout.path(root, ds.name, scale, ref.stem, label)
         hits = _candidates(expected)
-        if not hits:
+        if not hits and (unread := _unreadable_candidates(expected)):
+            found.problems += unread
+        elif not hits:
             found.missing.append(expected)
         elif len(hits) > 1:
             found.problems.append(
@@ -164,15 +195,12 @@ def find_sr_file(root: Path, dataset: str, scale: int, stem: str, label: str, pa
 
 
 def _header(path: Path) -> tuple[tuple[int, int], str, int | None]:
-    """(width, height), PIL mode and PNG bit depth, read from the header only."""
-    with open(path, "rb") as f:
-        head = f.read(26)
-    depth = head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" else None
+    """(width, height) after the EXIF orientation, PIL mode and PNG bit depth, from the header."""
     try:
-        with Image.open(path) as im:
-            return im.size, im.mode, depth
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"{path}: cannot read it as an image ({e}); write it again as an 8-bit PNG") from None
+        head = read_header(path)
+    except ImageError as e:
+        raise DataError(f"{e}; write it again as an 8-bit PNG" if ": cannot decode" in str(e) else str(e)) from None
+    return head.size, head.mode, head.bit_depth
 
 
 def _channels(mode: str) -> int | None:
@@ -230,9 +258,13 @@ def _refuse(sets: Sequence[SrSet], root: Path, allow_partial: bool) -> None:
 
 def sr_fingerprint(files: Sequence[Path], root: Path) -> str:
     """sha256 over the sorted (path relative to ``root``, file sha256) of ``files``."""
+    return _fingerprint({p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files})
+
+
+def _fingerprint(shas: dict[str, str]) -> str:
+    """:func:`sr_fingerprint` of files whose sha256 is known (path relative to the root -> sha256)."""
     h = hashlib.sha256()
-    rows = sorted((p.relative_to(root).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files)
-    for rel, sha in rows:
+    for rel, sha in sorted(shas.items()):
         h.update(f"{rel}\t{sha}\n".encode())
     return h.hexdigest()
 
@@ -248,16 +280,27 @@ def _lr_sha(ds: Dataset, i: int, scale: int, hr_sha: str, protocol: Protocol) ->
     return generated_lr_source(scale, hr_sha), "generated"
 
 
-def _decode(path: Path) -> np.ndarray:
+def _read_sr(path: Path, want: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """The SR image at ``path`` and the sha256 of the very bytes decoded (read once: a file
+    replaced while the folder is scored can never give a score of one file and the hash of
+    another); its size checked again, as the file may have changed since its header was."""
+    if (why := file_problem(path)) is not None:
+        raise DataError(f"{path}: {why} (it changed while the SR folder was scored?)")
     try:
-        return decode_image(path.read_bytes(), path)
+        data = read_image_bytes(path)
+        image = decode_image(data, path)
     except ImageError as e:
         raise DataError(str(e)) from None
+    if image.shape[:2] != want:
+        raise DataError(f"{path}: is now {image.shape[1]}x{image.shape[0]}, not the {want[1]}x{want[0]} its header "
+                        f"said when the folder was checked: did something replace it while it was scored? Run again "
+                        f"once the folder is complete")
+    return image, hashlib.sha256(data).hexdigest()
 
 
 def _score_set(found: SrSet, protocol: Protocol, root: Path, label: str, bar: tqdm) -> Record:
     ds, scale = found.dataset, found.scale
-    fingerprint, rows = DataFingerprint(), []
+    fingerprint, rows, scored = DataFingerprint(), [], {}
     t0 = time.perf_counter()
     for i in sorted(found.files):
         hr, hr_sha = ds.read_hr(i)
@@ -265,7 +308,9 @@ def _score_set(found: SrSet, protocol: Protocol, root: Path, label: str, bar: tq
         lr_sha, origin = _lr_sha(ds, i, scale, hr_sha, protocol)
         fingerprint.add(stem, hr_sha, lr_sha, origin)
         reference = protocol.reference(as_batch(hr), ds.is_benchmark)
-        rows.append(score_image(protocol, as_batch(_decode(found.files[i])), reference, scale, stem))
+        sr, sha = _read_sr(found.files[i], (hr.shape[0] - hr.shape[0] % scale, hr.shape[1] - hr.shape[1] % scale))
+        scored[found.files[i].relative_to(root).as_posix()] = sha
+        rows.append(score_image(protocol, as_batch(sr), reference, scale, stem))
         bar.update(1)
     assert found.layout is not None
     env = environment("cpu")
@@ -274,7 +319,7 @@ def _score_set(found: SrSet, protocol: Protocol, root: Path, label: str, bar: tq
         model_options={"sr_layout": found.layout.name, "sr_pattern": found.layout.pattern},
         dtype="uint8", seconds=round(time.perf_counter() - t0, 3),
         label=label, source="sr-folder", sr_dir=str(root), **set_fields(ds, rows, fingerprint),
-        sr_sha256=sr_fingerprint(list(found.files.values()), root),
+        sr_sha256=_fingerprint(scored),
         sr_bench_version=env["sr_bench_version"], torch_version=env["torch_version"], host=env["host"],
         date=env["date"], sr_bench_commit=env["sr_bench_commit"],
     )

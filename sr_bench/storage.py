@@ -21,7 +21,6 @@ written through: the target is replaced, the link stays.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import json
 import logging
@@ -35,12 +34,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sr_bench.errors import DataError
-from sr_bench.images import OutputIsFolderError, _host_tag, _pid_alive, _umask, remove_stale_temps
+from sr_bench.errors import StorageError, storage_error
+from sr_bench.images import OutputIsFolderError, _host_tag, _pid_alive, _temp_prefix, _umask, remove_stale_temps
 
 __all__ = [
-    "HEARTBEAT_S", "LOCK_DIR", "STALE_AFTER_S", "LockTimeout", "StorageError", "commit_files", "file_lock",
-    "lock_path", "storage_error", "write_target", "write_text",
+    "HEARTBEAT_S", "LOCK_DIR", "STALE_AFTER_S", "LockOwner", "LockTimeout", "StorageError", "commit_files",
+    "file_lock", "lock_holder", "lock_path", "storage_error", "write_target", "write_text",
 ]
 
 log = logging.getLogger("sr_bench.storage")
@@ -52,30 +51,10 @@ HEARTBEAT_S = 10.0
 STALE_AFTER_S = 120.0
 
 
-class StorageError(DataError, OSError):
-    """A file could not be written or locked (disk full, read-only, no permission): one line
-    naming the path and the errno; exit status 1 under ``sr_bench.cli``."""
-
-    exit_code = 1
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 class LockTimeout(TimeoutError):
     """Another process held the lock for longer than the timeout, and is alive."""
 
     exit_code = 1
-
-
-def storage_error(path: Path, e: OSError, doing: str) -> StorageError:
-    """One line naming ``path``, what failed and the errno, and saying that nothing changed."""
-    name = errno.errorcode.get(e.errno or 0, "")
-    why = f"{e.strerror or e} [{name}]" if name else str(e.strerror or e)
-    err = StorageError(f"{path}: cannot {doing} ({why}); nothing was changed: free space, or pass a path "
-                       f"in a writable folder")
-    err.errno = e.errno
-    return err
 
 
 def write_target(path: str | os.PathLike) -> Path:
@@ -119,6 +98,18 @@ class LockOwner:
     def text(self) -> bytes:
         return (json.dumps(asdict(self), sort_keys=True) + "\n").encode()
 
+    @property
+    def host(self) -> str:
+        return self.machine.split("|")[0]
+
+    @property
+    def on_this_machine(self) -> bool:
+        """Whether its pid can be checked from here (same host, boot and pid namespace)."""
+        return self.machine == _machine()
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host} since {self.since}"
+
     @classmethod
     def parse(cls, raw: bytes) -> LockOwner | None:
         try:
@@ -133,6 +124,13 @@ def lock_path(target: str | os.PathLike) -> Path:
     every path to one file shares one lock)."""
     target = write_target(target)
     return target.parent / LOCK_DIR / f"{target.name}.lock"
+
+
+def lock_holder(target: str | os.PathLike) -> LockOwner | None:
+    """Who holds the lock of ``target`` now; None when nobody does (or the lock file is being
+    written and says nothing yet)."""
+    seen = _observe(lock_path(target))
+    return LockOwner.parse(seen[1]) if seen is not None else None
 
 
 def _observe(lock: Path) -> tuple[int, bytes] | None:
@@ -298,7 +296,7 @@ def _stage(target: Path, text: str) -> Path:
         raise OutputIsFolderError(f"{target.parent}: is a file, not a folder; {target} cannot be written there")
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_host_tag()}.{os.getpid()}.", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(target.name)}{_host_tag()}.{os.getpid()}.", suffix=".tmp",
                                dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:

@@ -10,12 +10,19 @@ model with parameters uses its published weights for that scale when there are a
 are replicated to RGB for RGB models, and the result is written gray (mean of the three output
 channels). Outputs are PNGs named ``<stem>_x<scale>.png``, written
 atomically.
+
+Inputs are read as image viewers show them: a JPEG's EXIF orientation is applied (and logged), so
+a phone photo comes back upright. An output never replaces an input, and ``--out`` is never one of
+the input folders (a second run would upscale the first run's outputs): both are refused before
+anything is computed. Files in an input folder of an image type sr_bench does not read (``.gif``)
+are named in a warning and skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -23,11 +30,24 @@ import torch
 
 from sr_bench import cli, models
 from sr_bench.data.dataset import broken_link
-from sr_bench.images import IMAGE_EXTENSIONS, ImageError, read_image, to_image, to_tensor, write_image
+from sr_bench.images import (
+    IMAGE_EXTENSIONS,
+    NAME_MAX,
+    ORIENTATIONS,
+    UNREAD_IMAGE_EXTENSIONS,
+    ImageError,
+    check_writable,
+    file_problem,
+    read_oriented,
+    set_max_pixels,
+    to_image,
+    to_tensor,
+    write_image,
+)
 from sr_bench.inference import model_device, parse_dtype, prepare_model, resolve_device, super_resolve
 from sr_bench.weights import WeightsError, get_weights, load_weights, published_weights, set_weights_dir, weights_names
 
-__all__ = ["main", "build_parser", "collect_images", "resolve_model"]
+__all__ = ["main", "build_parser", "check_outputs", "collect_images", "output_path", "resolve_model"]
 
 log = logging.getLogger("sr_bench.upscale")
 
@@ -54,30 +74,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=cli.positive_int, default=None,
                    help="LR tile size (tiles overlap by the receptive field; raised to it when smaller)")
     p.add_argument("--memory-budget", default=None, help="size tiles to fit this much memory, e.g. 4GB")
+    p.add_argument("--max-pixels", type=cli.positive_int, default=None,
+                   help="refuse inputs with more pixels than this (default: $SR_BENCH_MAX_PIXELS, else 178956970, "
+                        "PIL's own limit; a guard against decompression bombs)")
     return p
 
 
 def collect_images(paths: list[Path]) -> list[Path]:
-    """Files as given, plus the images directly inside given folders (sorted)."""
+    """Files as given, plus the images directly inside given folders (sorted). An entry of a
+    folder named like an image that is not a file (a FIFO, a folder) is refused by name; an image
+    of a type sr_bench does not read is skipped with a warning naming it."""
     out: list[Path] = []
     for p in paths:
         why = broken_link(p)
         if why is not None:
             raise cli.DataError(f"{p}: {why}; point the link at a real image or folder, or remove it")
         if p.is_dir():
-            for f in sorted(p.iterdir()):
-                why = broken_link(f) if f.suffix.lower() in IMAGE_EXTENSIONS else None
-                if why is not None:  # refused by name, as evaluate does, never silently skipped
-                    raise cli.DataError(f"{f}: {why}; point the link at a real image, or remove it")
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            if not found:
-                raise UsageError(f"{p}: no images inside (looked for {', '.join(IMAGE_EXTENSIONS)})")
-            out += found
-        elif p.is_file():
+            out += _folder_images(p)
+        elif p.exists():
+            if (why := file_problem(p)) is not None:
+                raise cli.DataError(f"{p}: {why}; pass image files or folders of them")
             out.append(p)
         else:
             raise UsageError(f"{p}: no such file or folder")
     return out
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    entries = sorted(f for f in folder.iterdir() if not f.name.startswith("."))
+    found = []
+    for f in entries:
+        if f.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        why = broken_link(f) or file_problem(f)
+        if why is not None:  # refused by name, as evaluate does, never silently skipped
+            raise cli.DataError(f"{f}: {why}; remove it or rename it so it does not look like an image")
+        found.append(f)
+    unread = [f.name for f in entries if f.suffix.lower() in UNREAD_IMAGE_EXTENSIONS]
+    if unread:
+        log.warning("%s: skipping %s: sr_bench reads %s", folder, ", ".join(unread), ", ".join(IMAGE_EXTENSIONS))
+    if not found:
+        raise UsageError(f"{folder}: no images inside (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return found
+
+
+def output_path(out: Path, image: Path, scale: int) -> Path:
+    """Where the output of ``image`` goes."""
+    return out / f"{image.stem}_x{scale}.png"
+
+
+def check_outputs(images: list[Path], inputs: list[Path], out: Path, scale: int) -> None:
+    """Refuse, before any work, outputs that would collide with each other, replace an input, or
+    land in an input folder (the next run there would read them as inputs), and names too long."""
+    folders = {p.resolve() for p in inputs if p.is_dir()}
+    if out.resolve() in folders:
+        raise UsageError(
+            f"--out {out} is also an input folder: the outputs would be read as inputs by the next run there; "
+            f"write them to another folder, e.g. --out {out.resolve().name}_x{scale}"
+        )
+    sources = {p.resolve(): p for p in images}
+    targets: dict[Path, Path] = {}
+    for image in images:
+        dst = output_path(out, image, scale)
+        if len(os.fsencode(dst.name)) > NAME_MAX:
+            raise UsageError(f"{image}: its output name {dst.name[:40]}... has {len(os.fsencode(dst.name))} bytes, "
+                             f"over the {NAME_MAX} a file name may have; rename the input")
+        key = dst.resolve()
+        if key in sources:
+            raise UsageError(f"{image}'s output {dst} is the input {sources[key]}: it would be overwritten; pass "
+                             f"another --out")
+        if key in targets:
+            raise UsageError(f"{targets[key]} and {image}: their outputs collide (both {dst}); rename one of them "
+                             f"or upscale them into different folders")
+        targets[key] = image
 
 
 def resolve_model(model: str | None, weights: str | None, scale: int | None) -> tuple[str, int, str | None]:
@@ -145,9 +214,12 @@ def _build(name: str, scale: int, weights: str | None, device_spec: str, dtype: 
 def _upscale_one(model: torch.nn.Module, path: Path, name: str, scale: int, args: argparse.Namespace) -> None:
     channels = getattr(model, "in_channels", 3)  # None: any (bicubic)
     try:
-        img = read_image(path)
+        img, orientation = read_oriented(path)
     except ImageError as e:
         raise cli.DataError(str(e)) from None
+    if orientation != 1:
+        log.info("%s: applied EXIF orientation %d (%s), as image viewers show it", path, orientation,
+                 ORIENTATIONS[orientation])
     lr = to_tensor(img, model_device(model, torch.device(resolve_device(args.device))))
     gray = lr.shape[1] == 1
     if channels == 3 and gray:
@@ -159,7 +231,7 @@ def _upscale_one(model: torch.nn.Module, path: Path, name: str, scale: int, args
                        memory_budget=args.memory_budget)
     if gray and sr.shape[1] == 3:
         sr = sr.mean(dim=1, keepdim=True)  # gray in, gray out
-    dst = args.out / f"{path.stem}_x{scale}.png"
+    dst = output_path(args.out, path, scale)
     write_image(dst, to_image(sr))
     h, w = img.shape[:2]
     print(f"{path} ({w}x{h}) -> {dst} ({w * scale}x{h * scale}, {time.perf_counter() - t0:.2f} s)")
@@ -170,16 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cli.setup_logging(args.verbosity)
     set_weights_dir(args.weights_dir)
+    set_max_pixels(args.max_pixels)
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out}: is a file, not a folder; pass a folder for the PNGs (or a new name)")
     name, scale, weights = resolve_model(args.model, args.weights, args.scale)
     if scale < 2:
         raise UsageError(f"--scale {scale}: upscaling needs a factor of 2 or more")
     images = collect_images(args.images)
-    stems = [p.stem for p in images]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise UsageError(f"several inputs share the name(s) {', '.join(dupes)}; their outputs would collide")
+    check_outputs(images, args.images, args.out, scale)
+    check_writable(output_path(args.out, images[0], scale))  # a read-only or full --out fails before any work
     model = _build(name, scale, weights, args.device, args.dtype)
     for path in images:
         _upscale_one(model, path, name, scale, args)

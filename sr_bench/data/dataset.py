@@ -29,8 +29,16 @@ from sr_bench.data.registry import (
     get_spec,
     skimage_data_dir,
 )
-from sr_bench.errors import DataError
-from sr_bench.images import IMAGE_EXTENSIONS, ImageError, atomic_write, decode_image
+from sr_bench.errors import DataError, UsageError
+from sr_bench.images import (
+    IMAGE_EXTENSIONS,
+    UNREAD_IMAGE_EXTENSIONS,
+    ImageError,
+    atomic_write,
+    decode_image,
+    file_problem,
+    read_image_bytes,
+)
 from sr_bench.resize import downscale
 
 __all__ = [
@@ -141,7 +149,11 @@ class ImageRef:
             return None
         if (why := broken_link(path)) is not None:
             raise _link_error(path, why)
-        return path if path.is_file() else None
+        if not path.exists():
+            return None
+        if (why := file_problem(path)) is not None:  # a folder or a FIFO named like the LR file
+            raise DatasetImageError(f"{path}: {why}; the LR image must be an image file: replace or remove it")
+        return path
 
 
 def _sha256(data: bytes) -> str:
@@ -187,10 +199,12 @@ class Dataset:
     def read_file(self, path: Path) -> bytes:
         if (why := broken_link(path)) is not None:
             raise _link_error(path, why)
+        if (why := file_problem(path)) is not None:  # never block on a FIFO
+            raise DatasetImageError(f"{path}: {why}; replace it with the image file or remove it")
         try:
-            return path.read_bytes()
-        except OSError as e:
-            raise DataError(f"{path}: cannot read ({e.strerror or e}); check its permissions or restore it") from e
+            return read_image_bytes(path)
+        except ImageError as e:
+            raise DatasetImageError(str(e)) from e
 
     def read_hr(self, i: int) -> tuple[np.ndarray, str]:
         """HR image i and the sha256 of its file."""
@@ -223,9 +237,12 @@ class Dataset:
         hr_path = self.images[i].hr_path
         larger = lr.shape[0] > hr_shape[0] or lr.shape[1] > hr_shape[1]
         what = "larger than its HR" if larger else f"not its HR's size / {scale}"
+        turned = (lr.shape[1], lr.shape[0], *lr.shape[2:]) == want and lr.shape != want
+        hint = (" The two differ by a quarter turn: sr_bench applies EXIF orientation tags, as image viewers do; "
+                "is one of them rotated by its tag and the other not?") if turned else ""
         raise LRSizeError(
             f"{path}: LR x{scale} image is {_size(lr.shape)}, {what} {hr_path} ({_size(hr_shape)}); "
-            f"it must be {_size(want)} (the HR cropped to a multiple of {scale}, then shrunk {scale} times). "
+            f"it must be {_size(want)} (the HR cropped to a multiple of {scale}, then shrunk {scale} times).{hint} "
             f"Replace it with the matching LR image, or delete it and sr_bench makes it with MATLAB-exact bicubic"
         )
 
@@ -255,21 +272,13 @@ class Dataset:
             self.check_lr_file(i, scale, path, lr, hr.shape)
             return lr, _sha256(data), "file"
         source = generated_lr_source(scale, hr_sha256)
-        cached = cache_dir() / "lr" / self.name / f"X{scale}" / f"{ref.stem}-{hr_sha256[:16]}.npy"
         want = expected_lr_shape(hr.shape, scale)
-        if cached.is_file():
-            try:
-                lr = np.load(cached, allow_pickle=False)
-            except (OSError, ValueError):
-                log.warning("%s: unreadable cache entry; making the LR image again", cached)
-            else:
-                if lr.shape == want and lr.dtype == np.uint8:
-                    return lr, source, "generated"
-                # the entry's name (the HR hash) says nothing about its content: never trust it
-                log.warning("%s: cached LR is %s %s, expected %s uint8; making it again",
-                            cached, lr.dtype, _size(lr.shape), _size(want))
+        cached = _cache_entry(self.name, scale, ref.stem, hr_sha256)
+        if cached is not None and (hit := _read_cached(cached, want)) is not None:
+            return hit, source, "generated"
         lr = downscale(hr, scale)
-        atomic_write(cached, lambda tmp: _save_array(tmp, lr))
+        if cached is not None:
+            _write_cached(cached, lr)
         return lr, source, "generated"
 
     def lr(self, i: int, scale: int) -> np.ndarray:
@@ -282,12 +291,100 @@ class Dataset:
         return "file" if have == len(self.images) else "generated" if have == 0 else "mixed"
 
 
-def _list_images(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+def _cache_entry(dataset: str, scale: int, stem: str, hr_sha256: str) -> Path | None:
+    """Where the generated LR image of this HR file is cached; None when there is no cache
+    (no home folder, or an earlier write in this process found the cache unwritable)."""
+    try:
+        root = cache_dir()
+    except RuntimeError:  # Path.home() without HOME or a passwd entry
+        return None
+    if root in _UNWRITABLE_CACHES:
+        return None
+    return root / "lr" / dataset / f"X{scale}" / f"{stem}-{hr_sha256[:16]}.npy"
+
+
+def _read_cached(cached: Path, want: tuple[int, ...]) -> np.ndarray | None:
+    if not cached.is_file():
+        return None
+    try:
+        lr = np.load(cached, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        log.warning("%s: unreadable cache entry; making the LR image again", cached)
+        return None
+    if lr.shape == want and lr.dtype == np.uint8:
+        return lr
+    # the entry's name (the HR hash) says nothing about its content: never trust it
+    log.warning("%s: cached LR is %s %s, expected %s uint8; making it again", cached, lr.dtype, _size(lr.shape),
+                _size(want))
+    return None
+
+
+#: cache folders found unwritable in this process: warned about once, then not tried again
+_UNWRITABLE_CACHES: set[Path] = set()
+
+
+def _write_cached(cached: Path, lr: np.ndarray) -> None:
+    """Keep a generated LR image; a cache that cannot be written (full disk, read-only home,
+    quota) is a warning, once, and the run goes on without caching."""
+    try:
+        atomic_write(cached, lambda tmp: _save_array(tmp, lr))
+    except OSError as e:  # StorageError: one line naming the path and the errno
+        root = cache_dir()
+        if root not in _UNWRITABLE_CACHES:
+            _UNWRITABLE_CACHES.add(root)
+            log.warning("LR cache %s cannot be written (%s); going on without caching the LR images sr_bench makes "
+                        "(set SR_BENCH_CACHE to a writable folder to keep them)", root,
+                        f"{e.strerror} [{errno.errorcode.get(e.errno or 0, '?')}]" if e.strerror else e)
+
+
+def _list_images(folder: Path, *, strict_types: bool) -> list[Path]:
+    """The image files directly in ``folder`` (hidden files aside), sorted. Refused by name: a
+    broken link, an entry named like an image that is not a regular file (a folder, a FIFO),
+    two files for one stem (``a.png`` and ``a.jpg``), and with ``strict_types`` (a user's folder)
+    an image of a format sr_bench does not read (``a.gif``): skipping it would score a set
+    that silently lacks an image."""
+    try:
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as e:
+        raise DataError(f"{folder}: cannot list it ({e.strerror or e}); check its permissions") from None
+    files = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
     for p in files:
         if (why := broken_link(p)) is not None:
             raise _link_error(p, why)
+        if (why := file_problem(p)) is not None:
+            raise DatasetImageError(f"{p}: {why}; remove it or rename it so it does not look like an image")
+        if not _utf8(p.name):  # its name goes into records, CSV and markdown tables
+            shown = p.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise DatasetImageError(f"{folder}/{shown}: the file name is not valid UTF-8 (a name from another "
+                                    f"system's encoding?); rename it, e.g. with `convmv -f latin1 -t utf8`")
+    unread = [p for p in entries if p.suffix.lower() in UNREAD_IMAGE_EXTENSIONS] if strict_types else []
+    if unread:
+        shown = ", ".join(p.name for p in unread[:5]) + (f" and {len(unread) - 5} more" if len(unread) > 5 else "")
+        raise DatasetImageError(
+            f"{folder}: holds {shown}, of a type sr_bench does not read; it reads {', '.join(IMAGE_EXTENSIONS)}: "
+            f"convert it (e.g. to PNG) or move it out of the folder"
+        )
+    _refuse_shared_stems(files)
     return files
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes kept as surrogates by os.fsdecode
+        return False
+    return True
+
+
+def _refuse_shared_stems(files: list[Path]) -> None:
+    by_stem: dict[str, list[Path]] = {}
+    for p in files:
+        by_stem.setdefault(_stem_of(p), []).append(p)
+    shared = [group for group in by_stem.values() if len(group) > 1]
+    if shared:
+        pairs = "; ".join(" and ".join(map(str, group)) for group in shared[:3])
+        more = f" (and {len(shared) - 3} more)" if len(shared) > 3 else ""
+        raise DatasetImageError(f"{pairs}{more}: two files for one image; keep one of each")
 
 
 def _stem_of(path: Path) -> str:
@@ -301,7 +398,7 @@ def _from_layout(spec: DatasetSpec, root: Path, layout: Layout) -> Dataset | str
         raise _link_error(hr_dir, why)
     if not hr_dir.is_dir():
         return f"{hr_dir} (not found)"
-    files = _list_images(hr_dir)
+    files = _list_images(hr_dir, strict_types=False)
     by_stem = {_stem_of(p): p for p in files}
     if spec.stems is not None:
         missing = [s for s in spec.stems if s not in by_stem]
@@ -336,7 +433,7 @@ def _folder(path: Path) -> Dataset:
         hr_dir, lr = path / "HR", str(path / "LR_bicubic" / "X{s}")
     else:
         hr_dir, lr = path, None
-    files = _list_images(hr_dir)
+    files = _list_images(hr_dir, strict_types=True)
     if not files:
         raise DatasetNotFound(f"{hr_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     spec = DatasetSpec(name=path.name, kind="benchmark", count=None, layouts=(), description=f"images in {hr_dir}",
@@ -353,6 +450,9 @@ def open_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
             raise _link_error(path, why)
         if path.is_dir():
             return _folder(path)
+        if path.exists():
+            raise UsageError(f"dataset {name}: {file_problem(path) or 'is a file'}, not a folder of images; pass the "
+                             f"folder that holds the images, or a registered dataset name")
         get_spec(name)  # raises with the list of known names
     spec = DATASETS[name]
     if spec.kind == "embedded" or spec.name == "embedded-train":

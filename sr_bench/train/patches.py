@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from sr_bench.data import cache_dir as default_cache_dir
-from sr_bench.errors import DataError
+from sr_bench.errors import DataError, StorageError, storage_error
 from sr_bench.images import atomic_write
 
 __all__ = [
@@ -275,7 +275,13 @@ def load_images(
     folder = root / "train-packs" / f"{dataset.name}-{_fingerprint(dataset, scales)}"
     packed = _open_pack(folder, names, scales)
     if packed is None:
-        _write_pack(folder, names, scales, _decoded(dataset, scales, threads, log))
+        try:
+            _write_pack(folder, names, scales, _decoded(dataset, scales, threads, log))
+        except OSError as e:  # full, read-only (a read-only home): one line; the temps are gone
+            if isinstance(e, StorageError) or e.errno is None:
+                raise
+            fix = "free space, pass --cache-dir DIR in a writable folder, or --cache memory"
+            raise storage_error(folder, e, "write the --cache disk image pack in", fix=fix) from None
         packed = _open_pack(folder, names, scales)
         if packed is None:  # pragma: no cover - the filesystem lost what we just wrote
             raise OSError(f"{folder}: the image pack just written cannot be read back")

@@ -33,8 +33,8 @@ from sr_bench.data import DatasetNotFound, open_dataset
 from sr_bench.errors import UsageError
 from sr_bench.inference import resolve_device
 from sr_bench.train.config import TrainConfig
-from sr_bench.train.distributed import barrier, dist_env, process_group
-from sr_bench.train.run_dir import RunFolder, open_run
+from sr_bench.train.distributed import agree, barrier, dist_env, process_group
+from sr_bench.train.run_dir import RunFolder, RunFolderBusy, open_run, run_lock
 from sr_bench.train.trainer import cpu_has_native_bf16, time_amp
 from sr_bench.train.validate import resolve_val_dataset
 
@@ -202,7 +202,7 @@ def planned_run(config: TrainConfig, *, resume: bool = False, overwrite: bool = 
     rank, local_rank, world = dist_env()
     cfg, device = _resolve(config, world, local_rank)
     where = Placement(rank, local_rank, world, device)
-    with process_group(world, device):
+    with process_group(world, device), _owned(cfg.out, where):
         folder = open_run(cfg, resume=resume, overwrite=overwrite, writer=where.is_main)
         barrier(world)  # every rank has looked at the folder before rank 0 writes into it
         try:
@@ -210,3 +210,21 @@ def planned_run(config: TrainConfig, *, resume: bool = False, overwrite: bool = 
         except BaseException:
             folder.discard()  # a new run that failed before its first checkpoint leaves nothing
             raise
+
+
+@contextlib.contextmanager
+def _owned(out: str, where: Placement) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock for the whole run (the other ranks are the same run);
+    when it is refused, every rank stops (none is left waiting in a collective)."""
+    with contextlib.ExitStack() as stack:
+        refused: BaseException | None = None
+        if where.is_main:
+            try:
+                stack.enter_context(run_lock(out))
+            except Exception as e:  # noqa: BLE001 - told to the other ranks, then raised here
+                refused = e
+        if agree([float(refused is not None)], where.world, where.device)[0]:
+            if refused is not None:
+                raise refused
+            raise RunFolderBusy(f"--out {out}: rank 0 could not take the run folder (see its message)")
+        yield

@@ -6,25 +6,39 @@ a mismatch names the differing fields) or overwrites it (its sr_bench files are 
 A new run writes nothing until its data and network are built (:meth:`RunFolder.begin`), and a
 run that fails before its first checkpoint removes what it wrote (:meth:`RunFolder.discard`),
 so a failed start never leaves a folder holding only ``config.json``.
+
+One process owns a run folder at a time (:func:`run_lock`): a second ``train --out`` of the same
+folder, even a ``--resume``, is refused with the holder's host, pid and start time, while the
+first runs. The lock is :func:`sr_bench.storage.file_lock`'s, beside the folder
+(``<parent>/.locks/<name>.lock``), so the folder itself holds only the run's files; a lock left
+by a killed process on this machine is taken over at once (its pid is gone), one left on another
+machine once its heartbeat has stopped for ``STALE_AFTER_S``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sr_bench.errors import UsageError
+from sr_bench.errors import DataError, UsageError, storage_error
 from sr_bench.images import atomic_write, remove_stale_temps
+from sr_bench.storage import HEARTBEAT_S, STALE_AFTER_S, LockTimeout, file_lock, lock_holder, lock_path
 from sr_bench.train.checkpoint import checkpoint_config, load_checkpoint
 from sr_bench.train.config import EXECUTION_FIELDS, TrainConfig, config_diff
 
 __all__ = [
     "CHECKPOINT", "FINAL_WEIGHTS", "LOG", "PLOT", "CONFIG", "AMP_CACHE", "RUN_FILES",
-    "RunFolderError", "RunFolder", "open_run", "JsonLog",
+    "RunFolderError", "RunFolderBusy", "RunFolder", "open_run", "run_lock", "JsonLog",
 ]
+
+log = logging.getLogger("sr_bench.train")
 
 CHECKPOINT = "checkpoint.pt"
 FINAL_WEIGHTS = "final.safetensors"
@@ -40,6 +54,51 @@ class RunFolderError(FileExistsError):
     """``--out`` holds something a new run would overwrite. Exit status 2 (bad usage)."""
 
     exit_code = 2
+
+
+class RunFolderBusy(DataError):
+    """Another process is running in ``--out``. Exit status 1."""
+
+
+def _new_folders(path: Path) -> list[Path]:
+    """The folders from ``path`` up that do not exist yet (deepest first)."""
+    missing = []
+    while not path.exists() and path.parent != path:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+@contextlib.contextmanager
+def run_lock(out: str | os.PathLike) -> Iterator[Path]:
+    """Hold the run folder ``out`` for this process (yields the lock file), or raise
+    :class:`RunFolderBusy` naming the process that holds it. A holder on this machine whose pid
+    is gone is taken over at once (a warning says so); one on another machine only when its
+    heartbeat has stopped, so this may wait up to ``STALE_AFTER_S`` to tell."""
+    out = Path(out).expanduser().resolve()
+    lock = lock_path(out)
+    holder = lock_holder(out)
+    wait = 0.0
+    if holder is not None and not holder.on_this_machine:
+        wait = STALE_AFTER_S + 2 * HEARTBEAT_S
+        log.info("%s: held by %s; waiting up to %.0f s to see whether it is still alive", out, holder.describe(), wait)
+    created = _new_folders(out.parent)
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(file_lock(out, timeout=wait, stale_after=STALE_AFTER_S, heartbeat=HEARTBEAT_S))
+    except LockTimeout:
+        who = lock_holder(out)
+        raise RunFolderBusy(
+            f"--out {out} is in use by {who.describe() if who else 'another process'} (lock {lock}): one run writes "
+            f"a run folder at a time; wait for it to finish or stop it, or choose another --out"
+        ) from None
+    try:
+        with held:
+            yield lock
+    finally:
+        for folder in created:  # a parent made only to hold the lock, when the run left it empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _listing(out: Path) -> list[str]:
@@ -105,7 +164,10 @@ class RunFolder:
         log = JsonLog(self.out / LOG, self.writer)
         if self.writer:
             self.created = not self.out.exists()
-            self.out.mkdir(parents=True, exist_ok=True)
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise storage_error(self.out, e, "create the run folder") from None
             cfg.save(self.out / CONFIG)
             log.truncate_after(int(self.state["iteration"]) if self.state is not None else None)
         return log
@@ -145,6 +207,16 @@ def _clear(out: Path) -> list[str]:
     return removed
 
 
+def _refuse_data_folder(out: Path, cfg: TrainConfig) -> None:
+    """A run folder is never a folder of training or validation images: its ``val_curve.png``
+    would be read as one of them by the next run (and ``--overwrite`` would delete in it)."""
+    for option, name in (("--data", cfg.data.dataset), ("--val-data", cfg.val.dataset)):
+        folder = Path(name).expanduser()
+        if folder.is_dir() and out in (folder.resolve(), (folder / "HR").resolve()):
+            raise UsageError(f"--out {out} is the {option} folder of images: the run's val_curve.png would be read as "
+                             f"an image of it by the next run; choose another --out, e.g. {out.parent / 'runs'}")
+
+
 def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False, writer: bool = True) -> RunFolder:
     """Decide what ``cfg.out`` is for this run: a resume (``resume`` and a checkpoint there), a
     new run in an empty or missing folder, or a new run after ``overwrite`` cleared it. Anything
@@ -154,6 +226,7 @@ def open_run(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     out = Path(cfg.out).expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out} is a file; give a folder (it will hold checkpoint.pt, log.jsonl, ...)")
+    _refuse_data_folder(out, cfg)
     ckpt, notes = out / CHECKPOINT, []
     if resume and ckpt.is_file():
         state = load_checkpoint(ckpt)
@@ -200,5 +273,8 @@ class JsonLog:
         if not self.enabled:
             return
         rec = {"event": event, "time": round(time.time(), 3), **fields}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+        except OSError as e:  # a line cut short by a full disk is dropped on resume (truncate_after)
+            raise storage_error(self.path, e, "append to") from None

@@ -153,7 +153,13 @@ def resolve_weights(
             return dst, spec
         log.warning("%s: cached file fails its sha256 check (truncated?); downloading it again", dst)
         dst.unlink()
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a read-only home: say where the file can go instead
+        raise WeightsDownloadError(
+            f"{cache}: cannot create the download cache for {spec.file_name} ({e.strerror or e}); set TORCH_HOME to a "
+            f"writable folder, or put the file in a folder passed as --weights-dir DIR"
+        ) from None
     errors = [f"{folder / spec.file_name}: no such file"] if folder is not None else []
     for url in download_urls(spec):
         try:
