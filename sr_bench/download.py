@@ -60,7 +60,11 @@ _HASH_LENGTH = {"sha256": 64, "md5": 32}
 
 
 class DownloadError(DataError):
-    """A file that could not be fetched from any of its URLs (one line: each URL and why, and what to do)."""
+    """A file that could not be fetched from any of its URLs (one line: each URL and why, and what to do).
+
+    ``failures`` holds the "URL: why" parts alone, for callers that give advice of their own."""
+
+    failures: tuple[str, ...] = ()
 
 
 class UnsafeArchiveError(DataError):
@@ -452,7 +456,9 @@ def fetch(
         where = e.filename or path.parent
         raise DownloadError(f"cannot download {path.name}: cannot write {where} ({e.strerror or e}); free some "
                             f"space or choose a writable folder, and run the command again") from None
-    raise DownloadError(_advice(path, known, failures, mirror_env))
+    error = DownloadError(_advice(path, known, failures, mirror_env))
+    error.failures = tuple(failures)
+    raise error
 
 
 def _advice(dest: Path, known: KnownHash | None, failures: list[str], mirror_env: str | None) -> str:

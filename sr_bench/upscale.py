@@ -156,7 +156,7 @@ def _upscale_one(model: torch.nn.Module, path: Path, name: str, scale: int, args
         raise cli.DataError(f"{path}: {name} takes one channel; convert the image to grayscale first")
     t0 = time.perf_counter()
     sr = super_resolve(model, lr, scale, self_ensemble=args.self_ensemble, tile=args.tile,
-                       memory_budget=args.memory_budget)
+                       memory_budget=args.memory_budget, name=f"{name} x{scale} on {path}")
     if gray and sr.shape[1] == 3:
         sr = sr.mean(dim=1, keepdim=True)  # gray in, gray out
     dst = args.out / f"{path.stem}_x{scale}.png"
