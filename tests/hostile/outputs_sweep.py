@@ -153,7 +153,8 @@ SCENARIOS: list[Scenario] = [
     Scenario("upscale-ok", "upscale: a well-behaved network", upscale("build_ok"), "ok", 0,
              absent=("{work}/out/sr/a_x2.png",), check=png_written),
     # ---- import-path factories ----
-    Scenario("factory-raises", "the factory raises ValueError", evaluate("--model", "nets:raises", "--weights", "random"),
+    Scenario("factory-raises", "the factory raises ValueError",
+             evaluate("--model", "nets:raises", "--weights", "random"),
              words=("nets:raises", "valueerror", "width must be even", "--debug")),
     Scenario("factory-needs-arg", "the factory needs an argument it is not given",
              evaluate("--model", "nets:needs_width", "--weights", "random"), exit=2,
