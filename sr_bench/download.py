@@ -174,6 +174,7 @@ class ResumingDownloader:
         self.dest, self.known, self.timeout, self.progress = dest, known, timeout, progress
         self.part, self.state = part_path(dest), _state_path(dest)
         self.sha256 = ""
+        self.web_page = False  # the server answered with text/html: a login or error page, not the file
         self._hashes: dict[str, Any] = {}
 
     def __call__(self, url: str, output_file: str, pooch: object) -> None:
@@ -210,7 +211,8 @@ class ResumingDownloader:
         if not self.known.matches(got):
             self.part.unlink(missing_ok=True)  # complete but wrong: never resume it
             self.state.unlink(missing_ok=True)
-            raise _NextURL(f"{self.known.algorithm} mismatch: got {got}, expected {self.known.hexdigest}")
+            page = "; the server sent a web page (text/html), not the file" if self.web_page else ""
+            raise _NextURL(f"{self.known.algorithm} mismatch: got {got}, expected {self.known.hexdigest}{page}")
 
     # ---- file:// (a mirror on disk or a network share) ----
 
@@ -283,6 +285,7 @@ class ResumingDownloader:
             raise _Retry(f"HTTP {status} {reason}".strip())
         else:
             raise _NextURL(f"HTTP {status} {reason}".strip())
+        self.web_page = response.headers.get("Content-Type", "").lower().startswith("text/html")
         self._start_hashes(offset)
         validators = {"etag": response.headers.get("ETag", ""), "last_modified": response.headers.get("Last-Modified")}
         if validators["etag"].startswith("W/"):  # a weak ETag cannot guard a byte range

@@ -25,7 +25,15 @@ from sr_bench import cli, models
 from sr_bench.data.dataset import broken_link
 from sr_bench.images import IMAGE_EXTENSIONS, ImageError, read_image, to_image, to_tensor, write_image
 from sr_bench.inference import model_device, parse_dtype, prepare_model, resolve_device, super_resolve
-from sr_bench.weights import WeightsError, get_weights, load_weights, published_weights, set_weights_dir, weights_names
+from sr_bench.weights import (
+    WeightsError,
+    check_weights_path,
+    get_weights,
+    load_weights,
+    published_weights,
+    set_weights_dir,
+    weights_names,
+)
 
 __all__ = ["main", "build_parser", "collect_images", "resolve_model"]
 
@@ -83,7 +91,7 @@ def collect_images(paths: list[Path]) -> list[Path]:
 def resolve_model(model: str | None, weights: str | None, scale: int | None) -> tuple[str, int, str | None]:
     """(registry name, scale, weights source) from the command line, or a :class:`UsageError`."""
     spec_w = None
-    if weights is not None:
+    if weights is not None and check_weights_path(weights) is None:  # a path is checked there (missing, a folder)
         try:
             spec_w = get_weights(weights)
         except WeightsError:

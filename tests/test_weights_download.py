@@ -10,11 +10,13 @@ import io
 import re
 import time
 
+import numpy as np
 import pytest
 import torch
 from loopback import Served, serving
 
-from sr_bench import evaluate, models, weights
+from sr_bench import evaluate, models, upscale, weights
+from sr_bench.images import write_image
 from sr_bench.download import DownloadError
 from sr_bench.weights import (
     WeightsDownloadError,
@@ -122,7 +124,7 @@ def test_a_mirror_with_other_bytes_is_refused_and_nothing_is_cached(fake_publish
     (Served(b"x" * 4096, "stall_after", cut_at=100), r"stalled: no data for 1 s \(read timeout\), got 100 of 4096"),
     (Served(b"x" * 4096, "short", cut_at=100), r"got 100 of 4096 bytes"),
     (Served(b""), r"sha256 mismatch: got e3b0c442"),  # 0 bytes: the hash of nothing
-    (Served(b"", "html"), r"sha256 mismatch"),
+    (Served(b"", "html"), r"sha256 mismatch: .*; the server sent a web page \(text/html\), not the file"),
     (Served(b"", "redirect_loop"), r"redirects"),
 ], ids=["stall", "stall-after-100-bytes", "content-length-too-large", "empty", "html-page", "redirect-loop"])
 def test_a_misbehaving_mirror_is_one_line_within_the_timeout(fake_published, monkeypatch, served, reason):
@@ -166,6 +168,14 @@ def test_evaluate_official_weights_from_a_stalled_mirror_fails_in_time(settings,
     assert f"{server.url('m')}/{spec.file_name}: connected, but no answer within 1 s" in line[0]
     assert not (tmp_path / "r.jsonl").exists() and not (settings / spec.file_name).exists()
     assert elapsed < 60  # a bound on a hang (the server stalls for 120 s), not a speed figure
+
+
+def test_an_unwritable_cache_names_the_folder_and_how_to_move_it(fake_published, monkeypatch, tmp_path):
+    afile = tmp_path / "hub-is-a-file"
+    afile.write_bytes(b"")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(afile))
+    with pytest.raises(WeightsDownloadError, match=rf"cannot write {afile}/checkpoints .*set TORCH_HOME to move it"):
+        resolve_weights("fake-x2", progress=False)
 
 
 def test_the_offline_advice(monkeypatch, settings):
@@ -260,3 +270,11 @@ def test_weights_given_a_folder_says_it_is_a_folder(tmp_path, capsys):
                           "--scales", "2", "--no-progress", "--records", str(tmp_path / "r.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("error:") == 1 and "is a folder" in err and "Traceback" not in err
+    image = tmp_path / "a.png"
+    write_image(image, np.zeros((8, 8, 3), np.uint8))
+    for weights_arg, code, said in ((tmp_path / "run", 2, "is a folder, not a weights file"),
+                                    (tmp_path / "none.pt", 1, "weights file '{}' does not exist")):
+        assert upscale.main(["--model", "edsr-baseline", "--weights", str(weights_arg), "--scale", "2", str(image),
+                             "--out", str(tmp_path / "sr")]) == code
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and said.format(weights_arg) in err  # not "unknown weights"

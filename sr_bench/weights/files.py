@@ -224,8 +224,9 @@ def resolve_weights(
         fetched = fetch(download_urls(spec), dst, known_hash=f"sha256:{spec.sha256_prefix}",
                         mirror_env=WEIGHTS_URL_ENV, timeout=timeout, retries=retries, progress=progress)
     except DownloadError as e:
-        if not e.failures:  # our side failed (a full disk, a read-only cache): its own advice
-            raise WeightsDownloadError(str(e)) from None
+        if not e.failures:  # our side failed (a full disk, a read-only cache): its own advice, and where
+            raise WeightsDownloadError(f"{e} (weights are cached in torch.hub.get_dir()/checkpoints: set TORCH_HOME "
+                                       f"to move it, or pass --weights-dir FOLDER)") from None
         looked = [f"{folder / spec.file_name}: no such file"] if folder is not None else []
         raise WeightsDownloadError(_offline_help(spec, dst, looked + list(e.failures))) from None
     return fetched.path, spec

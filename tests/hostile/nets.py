@@ -117,3 +117,14 @@ def returns_class(scale=2):
 def chatty(scale=2):
     print("building the network (a factory that prints)")
     return Up(scale)
+
+
+class ThreeInputs(Up):
+    """A forward that needs a third argument sr_bench never passes."""
+
+    def forward(self, x, scale, mask):
+        return super().forward(x * mask)
+
+
+def three_inputs(scale=2):
+    return ThreeInputs(scale)
