@@ -150,10 +150,10 @@ def _first_bad(bad: torch.Tensor) -> str:
     return f"first at y={yy}, x={xx} of channel {c}" + (f" of batch item {n}" if bad.shape[0] > 1 else "")
 
 
-def check_finite_output(outputs: dict[bool, torch.Tensor]) -> None:
+def check_finite_output(outputs: dict[bool, torch.Tensor], dtype: torch.dtype | None = None) -> None:
     """Raise :class:`NetworkOutputError` unless every value of ``outputs`` (``{self_ensemble: SR}``)
     is finite: one reduction and one host sync for all of them; the count and the first position
-    are only computed for the message."""
+    are only computed for the message. ``dtype``: the model's, for the advice (float16 overflows)."""
     if bool(torch.stack([torch.isfinite(y).all() for y in outputs.values()]).all()):
         return
     for ensemble, y in outputs.items():
@@ -162,8 +162,9 @@ def check_finite_output(outputs: dict[bool, torch.Tensor]) -> None:
             counts = " and ".join(f"{k:,} {what}" for k, what in ((nan, "NaN"), (inf, "Inf")) if k)
             raise NetworkOutputError(
                 f"the network's {'self-ensemble ' if ensemble else ''}output holds {counts} of {y.numel():,} values "
-                f"({_first_bad(~torch.isfinite(y))}); a network that returns NaN or Inf cannot be scored (diverged "
-                f"or wrong weights?)"
+                f"({_first_bad(~torch.isfinite(y))}); a network that returns NaN or Inf cannot be scored ("
+                + ("float16 overflows above 65504: run it in float32 or bfloat16" if dtype == torch.float16
+                   else "diverged, or weights of another model?") + ")"
             )
 
 
@@ -561,7 +562,7 @@ def super_resolve_modes(
     for the ``modes`` asked. Asking for both costs 8 forwards, not 9."""
     try:
         outputs = _super_resolve_modes(model, lr, scale, modes, tile, memory_budget, batch_transforms)
-        check_finite_output(outputs)
+        check_finite_output(outputs, model_dtype(model))
     except UserError as e:  # the network's own errors too (an imported network's forward that raised)
         if name is not None and e.args and isinstance(e.args[0], str):
             e.args = (f"{name}: {e.args[0]}", *e.args[1:])

@@ -123,9 +123,17 @@ def test_non_finite_values_are_counted_and_located_in_the_image_frame():
 def test_the_finite_check_is_one_reduction_per_image_not_per_tile(monkeypatch):
     calls = []
     real = inference.check_finite_output
-    monkeypatch.setattr(inference, "check_finite_output", lambda outs: calls.append(len(outs)) or real(outs))
+    monkeypatch.setattr(inference, "check_finite_output", lambda outs, dtype: calls.append(len(outs)) or real(outs))
     super_resolve_modes(prepare_model(Up()), _lr(48, 40), 2, (False, True), tile=16)
     assert calls == [2]  # 9 tiles x 8 transforms, both outputs checked in one call
+
+
+def test_the_advice_for_non_finite_values_depends_on_the_dtype():
+    y = {False: torch.full((1, 3, 4, 4), float("inf"))}
+    with pytest.raises(NetworkOutputError, match=r"float16 overflows above 65504: run it in float32 or bfloat16"):
+        inference.check_finite_output(y, torch.float16)
+    with pytest.raises(NetworkOutputError, match=r"diverged, or weights of another model\?"):
+        inference.check_finite_output(y, torch.float32)
 
 
 def test_float64_output_is_scored_as_its_float32_values():
