@@ -16,8 +16,8 @@ import torch
 from loopback import Served, serving
 
 from sr_bench import evaluate, models, upscale, weights
-from sr_bench.images import write_image
 from sr_bench.download import DownloadError
+from sr_bench.images import write_image
 from sr_bench.weights import (
     WeightsDownloadError,
     WeightsError,
