@@ -60,7 +60,11 @@ _HASH_LENGTH = {"sha256": 64, "md5": 32}
 
 
 class DownloadError(DataError):
-    """A file that could not be fetched from any of its URLs (one line: each URL and why, and what to do)."""
+    """A file that could not be fetched from any of its URLs (one line: each URL and why, and what to do).
+
+    ``failures`` holds the "URL: why" parts alone, for callers that give advice of their own."""
+
+    failures: tuple[str, ...] = ()
 
 
 class UnsafeArchiveError(DataError):
@@ -170,6 +174,7 @@ class ResumingDownloader:
         self.dest, self.known, self.timeout, self.progress = dest, known, timeout, progress
         self.part, self.state = part_path(dest), _state_path(dest)
         self.sha256 = ""
+        self.web_page = False  # the server answered with text/html: a login or error page, not the file
         self._hashes: dict[str, Any] = {}
 
     def __call__(self, url: str, output_file: str, pooch: object) -> None:
@@ -206,7 +211,8 @@ class ResumingDownloader:
         if not self.known.matches(got):
             self.part.unlink(missing_ok=True)  # complete but wrong: never resume it
             self.state.unlink(missing_ok=True)
-            raise _NextURL(f"{self.known.algorithm} mismatch: got {got}, expected {self.known.hexdigest}")
+            page = "; the server sent a web page (text/html), not the file" if self.web_page else ""
+            raise _NextURL(f"{self.known.algorithm} mismatch: got {got}, expected {self.known.hexdigest}{page}")
 
     # ---- file:// (a mirror on disk or a network share) ----
 
@@ -279,6 +285,7 @@ class ResumingDownloader:
             raise _Retry(f"HTTP {status} {reason}".strip())
         else:
             raise _NextURL(f"HTTP {status} {reason}".strip())
+        self.web_page = response.headers.get("Content-Type", "").lower().startswith("text/html")
         self._start_hashes(offset)
         validators = {"etag": response.headers.get("ETag", ""), "last_modified": response.headers.get("Last-Modified")}
         if validators["etag"].startswith("W/"):  # a weak ETag cannot guard a byte range
@@ -452,7 +459,9 @@ def fetch(
         where = e.filename or path.parent
         raise DownloadError(f"cannot download {path.name}: cannot write {where} ({e.strerror or e}); free some "
                             f"space or choose a writable folder, and run the command again") from None
-    raise DownloadError(_advice(path, known, failures, mirror_env))
+    error = DownloadError(_advice(path, known, failures, mirror_env))
+    error.failures = tuple(failures)
+    raise error
 
 
 def _advice(dest: Path, known: KnownHash | None, failures: list[str], mirror_env: str | None) -> str:

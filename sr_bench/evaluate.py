@@ -247,7 +247,8 @@ def evaluate(
                 t0 = time.perf_counter()
                 x = model_input_tensor(inputs[cand.scale], cand.in_channels, device, protocol, cand.name)
                 outputs = super_resolve_modes(cand.module, x, cand.scale, tuple(self_ensemble), tile=tile,
-                                              memory_budget=memory_budget)
+                                              memory_budget=memory_budget,
+                                              name=f"{cand.name} x{cand.scale} on {dataset.images[i].hr_path}")
                 for se, out in outputs.items():
                     tally.per_image[(k, se)].append(score_image(protocol, quantize(out), reference, cand.scale, stem))
                 if device.type == "cuda":

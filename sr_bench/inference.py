@@ -13,7 +13,13 @@ The one entry point evaluation calls is :func:`super_resolve`. Guarantees:
   batch (square images) or two batches of 4 (the transposed ones have the other shape) when the
   memory budget allows, else one by one; both give the same result up to float rounding;
 * a tile smaller than ``max(MIN_TILE, model.receptive_field)`` is raised to it with a warning:
-  below it the overlap dwarfs the tile (``tile=1`` on a 120x96 image: 11,520 forwards).
+  below it the overlap dwarfs the tile (``tile=1`` on a 120x96 image: 11,520 forwards);
+* every forward's output is checked before it is used (:func:`check_output`): a tensor, of a
+  floating dtype, on the input's device, of shape (N, C, sH, sW) for an (N, C, H, W) input; and
+  each returned image is checked for NaN/Inf once (one reduction, one host sync per image, not per
+  tile). A failure is a :class:`NetworkOutputError` naming the image and what was wrong;
+* the network gets a copy of the caller's pixels, never a view of them: a network that changes
+  its input in place cannot corrupt the next tile or self-ensemble transform.
 
 :func:`prepare_model` puts a model in inference form (``eval()``, device, dtype, memory format,
 and on the CPU the fused form of :mod:`sr_bench.models.fusion`, bit-identical to the layers).
@@ -32,10 +38,14 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from sr_bench.errors import DataError, UserError
 from sr_bench.models.fusion import cpu_fusion_disabled, set_cpu_fusion
 
 __all__ = [
     "DeviceError",
+    "NetworkOutputError",
+    "check_output",
+    "check_finite_output",
     "TRANSFORMS",
     "MIN_TILE",
     "transform",
@@ -86,6 +96,76 @@ class DeviceError(ValueError):
     """A ``--device`` torch cannot use (a usage error for ``sr_bench.cli.command``)."""
 
     exit_code = 2
+
+
+class NetworkOutputError(DataError):
+    """A network whose forward returned something that is not an SR image of its input (exit 1)."""
+
+
+def _describe(obj: object) -> str:
+    """What a forward returned, in a few words: ``a tuple of 2 (Tensor, Tensor)``, ``None``."""
+    if obj is None:
+        return "None"
+    if isinstance(obj, (tuple, list)):
+        kinds = ", ".join(type(v).__name__ for v in obj[:4]) + (", ..." if len(obj) > 4 else "")
+        return f"a {type(obj).__name__} of {len(obj)} ({kinds})"
+    if isinstance(obj, dict):
+        return f"a {type(obj).__name__} with keys {sorted(map(str, obj))[:5]}"
+    return f"a {type(obj).__name__}"
+
+
+def check_output(y: object, x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``y`` if it is what a forward on ``x`` must return: a floating tensor on ``x``'s device of
+    shape (N, C, scale*H, scale*W). Reads metadata only (no host sync).
+
+    Raises:
+        NetworkOutputError: saying what was returned and what was expected.
+    """
+    if not isinstance(y, torch.Tensor):
+        raise NetworkOutputError(
+            f"the network returned {_describe(y)}, not a tensor; its forward must return the SR image alone, "
+            f"a (N, C, H, W) float tensor (wrap the network to pick it out)"
+        )
+    if not y.is_floating_point():
+        raise NetworkOutputError(
+            f"the network returned {str(y.dtype).removeprefix('torch.')} values; the network must return float "
+            f"in 0..1 (input_range option for 0..255)"
+        )
+    if y.device != x.device:
+        raise NetworkOutputError(
+            f"the network returned a tensor on {y.device} for an input on {x.device}; return the output on the "
+            f"input's device"
+        )
+    want = (x.shape[0], x.shape[1], x.shape[2] * scale, x.shape[3] * scale)
+    if tuple(y.shape) != want:
+        raise NetworkOutputError(
+            f"the network returned shape {tuple(y.shape)} for an input of {tuple(x.shape)}; expected {want} "
+            f"(x{scale}, the input's batch and channels)"
+        )
+    return y
+
+
+def _first_bad(bad: torch.Tensor) -> str:
+    n, c, yy, xx = (int(v) for v in bad.nonzero()[0])
+    return f"first at y={yy}, x={xx} of channel {c}" + (f" of batch item {n}" if bad.shape[0] > 1 else "")
+
+
+def check_finite_output(outputs: dict[bool, torch.Tensor], dtype: torch.dtype | None = None) -> None:
+    """Raise :class:`NetworkOutputError` unless every value of ``outputs`` (``{self_ensemble: SR}``)
+    is finite: one reduction and one host sync for all of them; the count and the first position
+    are only computed for the message. ``dtype``: the model's, for the advice (float16 overflows)."""
+    if bool(torch.stack([torch.isfinite(y).all() for y in outputs.values()]).all()):
+        return
+    for ensemble, y in outputs.items():
+        nan, inf = int(torch.isnan(y).sum()), int(torch.isinf(y).sum())
+        if nan or inf:
+            counts = " and ".join(f"{k:,} {what}" for k, what in ((nan, "NaN"), (inf, "Inf")) if k)
+            raise NetworkOutputError(
+                f"the network's {'self-ensemble ' if ensemble else ''}output holds {counts} of {y.numel():,} values "
+                f"({_first_bad(~torch.isfinite(y))}); a network that returns NaN or Inf cannot be scored ("
+                + ("float16 overflows above 65504: run it in float32 or bfloat16" if dtype == torch.float16
+                   else "diverged, or weights of another model?") + ")"
+            )
 
 
 def resolve_device(spec: str | None) -> str:
@@ -404,7 +484,10 @@ class _Runner:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=self.memory_format), self.scale)
+        inp = x.contiguous(memory_format=self.memory_format)
+        if inp is x:  # x may be the caller's image or a view of it: the network gets its own copy
+            inp = x.clone(memory_format=self.memory_format)
+        return check_output(self.model(inp, self.scale), x, self.scale)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
@@ -437,6 +520,7 @@ def super_resolve(
     tile: int | None = None,
     memory_budget: int | str | None = None,
     batch_transforms: bool | None = None,
+    name: str | None = None,
 ) -> torch.Tensor:
     """Super-resolve ``lr`` (float (N, C, H, W) in 0..1 on the model's device) by ``scale``.
 
@@ -450,12 +534,17 @@ def super_resolve(
             whether the self-ensemble's transforms run as one batch.
         batch_transforms: run the self-ensemble's transforms batched (True), one by one (False),
             or batched when the memory budget allows (None).
+        name: what ``lr`` is (an image file, ``Set5/baby``), for the first words of an error.
 
     Returns:
         float32 (N, C, sH, sW), not clamped or quantised.
+
+    Raises:
+        NetworkOutputError: a forward returned something other than a float (N, C, sH, sW) tensor
+            on ``lr``'s device, or the result holds NaN/Inf (see :func:`check_output`).
     """
     return super_resolve_modes(model, lr, scale, (self_ensemble,), tile=tile, memory_budget=memory_budget,
-                               batch_transforms=batch_transforms)[self_ensemble]
+                               batch_transforms=batch_transforms, name=name)[self_ensemble]
 
 
 def super_resolve_modes(
@@ -467,9 +556,29 @@ def super_resolve_modes(
     tile: int | None = None,
     memory_budget: int | str | None = None,
     batch_transforms: bool | None = None,
+    name: str | None = None,
 ) -> dict[bool, torch.Tensor]:
     """:func:`super_resolve` without and/or with self-ensemble: ``{False: plain, True: ensemble}``
     for the ``modes`` asked. Asking for both costs 8 forwards, not 9."""
+    try:
+        outputs = _super_resolve_modes(model, lr, scale, modes, tile, memory_budget, batch_transforms)
+        check_finite_output(outputs, model_dtype(model))
+    except UserError as e:  # the network's own errors too (an imported network's forward that raised)
+        if name is not None and e.args and isinstance(e.args[0], str):
+            e.args = (f"{name}: {e.args[0]}", *e.args[1:])
+        raise
+    return outputs
+
+
+def _super_resolve_modes(
+    model: nn.Module,
+    lr: torch.Tensor,
+    scale: int,
+    modes: tuple[bool, ...],
+    tile: int | None,
+    memory_budget: int | str | None,
+    batch_transforms: bool | None,
+) -> dict[bool, torch.Tensor]:
     if lr.ndim != 4 or not lr.is_floating_point():
         raise ValueError(f"lr must be a float (N, C, H, W) tensor, got {lr.dtype} {tuple(lr.shape)}")
     scales = getattr(model, "scales", None)

@@ -45,7 +45,15 @@ from sr_bench.images import (
     write_image,
 )
 from sr_bench.inference import model_device, parse_dtype, prepare_model, resolve_device, super_resolve
-from sr_bench.weights import WeightsError, get_weights, load_weights, published_weights, set_weights_dir, weights_names
+from sr_bench.weights import (
+    WeightsError,
+    check_weights_path,
+    get_weights,
+    load_weights,
+    published_weights,
+    set_weights_dir,
+    weights_names,
+)
 
 __all__ = ["main", "build_parser", "check_outputs", "collect_images", "output_path", "resolve_model"]
 
@@ -152,7 +160,7 @@ def check_outputs(images: list[Path], inputs: list[Path], out: Path, scale: int)
 def resolve_model(model: str | None, weights: str | None, scale: int | None) -> tuple[str, int, str | None]:
     """(registry name, scale, weights source) from the command line, or a :class:`UsageError`."""
     spec_w = None
-    if weights is not None:
+    if weights is not None and check_weights_path(weights) is None:  # a path is checked there (missing, a folder)
         try:
             spec_w = get_weights(weights)
         except WeightsError:
@@ -228,7 +236,7 @@ def _upscale_one(model: torch.nn.Module, path: Path, name: str, scale: int, args
         raise cli.DataError(f"{path}: {name} takes one channel; convert the image to grayscale first")
     t0 = time.perf_counter()
     sr = super_resolve(model, lr, scale, self_ensemble=args.self_ensemble, tile=args.tile,
-                       memory_budget=args.memory_budget)
+                       memory_budget=args.memory_budget, name=f"{name} x{scale} on {path}")
     if gray and sr.shape[1] == 3:
         sr = sr.mean(dim=1, keepdim=True)  # gray in, gray out
     dst = output_path(args.out, path, scale)

@@ -28,6 +28,7 @@ def _no_weights_anywhere(tmp_path, monkeypatch):
         raise AssertionError("the listing must not download anything")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setattr("sr_bench.weights.files.fetch", no_download)  # how sr_bench downloads weights
 
 
 def test_every_model_with_its_parameter_counts_per_scale():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import urllib.error
-
 import numpy as np
 import pytest
 import torch
 from matlab_reference import reference_resize
 
 from sr_bench import models
+from sr_bench.download import DownloadError
 from sr_bench.images import quantize, read_image, to_tensor, write_image
 from sr_bench.inference import prepare_model, super_resolve
 from sr_bench.upscale import main
@@ -66,10 +65,12 @@ def test_weights_file_and_self_ensemble(images, tmp_path):
 def test_scale_is_implied_by_weights_and_conflicts_are_errors(images, tmp_path, monkeypatch, capsys):
     d, _, _ = images
 
-    def offline(url, dst, hash_prefix=None, progress=True):
-        raise urllib.error.URLError("offline")
+    def offline(urls, dest, **kwargs):  # sr_bench.download.fetch with no network
+        error = DownloadError("offline")
+        error.failures = tuple(f"{u}: cannot connect (offline)" for u in urls)
+        raise error
 
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr("sr_bench.weights.files.fetch", offline)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     # a download that fails is a data error (exit 1): one line naming the file and the way round it
     assert main(["--weights", "edsr-baseline-x4", str(d), "--out", str(tmp_path / "o")]) == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-import urllib.error
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +12,6 @@ import torch
 
 from sr_bench import models, weights
 from sr_bench.weights import (
-    WeightsDownloadError,
     WeightsError,
     WeightsMismatchError,
     WeightsSpec,
@@ -96,93 +94,6 @@ def test_missing_path_is_file_not_found(tmp_path):
         resolve_weights("runs/nope.pt")
 
 
-def test_no_network_names_the_url_and_the_local_file_option(tmp_path, monkeypatch):
-    def offline(url, dst, hash_prefix=None, progress=True):
-        raise urllib.error.URLError("Name or service not known")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    monkeypatch.delenv("SR_BENCH_WEIGHTS_URL", raising=False)
-    monkeypatch.delenv("SR_BENCH_WEIGHTS_DIR", raising=False)
-    with pytest.raises(WeightsDownloadError) as e:
-        resolve_weights("edsr-x4", cache_dir=tmp_path)
-    msg = str(e.value)
-    assert "https://cv.snu.ac.kr/research/EDSR/models/edsr_x4-4f62e9ef.pt: Name or service not known" in msg
-    assert "unreachable since 2024 (EDSR-PyTorch issues #362/#363)" in msg
-    assert "SR_BENCH_WEIGHTS_URL=<base URL> (sr_bench fetches <base URL>/edsr_x4-4f62e9ef.pt" in msg
-    assert "--weights-dir FOLDER (or set SR_BENCH_WEIGHTS_DIR=FOLDER)" in msg
-    assert "sha256 starts with 4f62e9ef" in msg
-    assert "--weights /path/to/edsr_x4-4f62e9ef.pt" in msg and str(tmp_path) in msg
-    assert "\n" not in msg  # sr_bench.cli prints it as one line
-    assert WeightsDownloadError.exit_code == 1 and WeightsError.exit_code == 1
-
-
-@pytest.fixture
-def fake_published(monkeypatch):
-    """A registered checkpoint whose bytes the test knows; the network is never touched."""
-    payload = b"published weights bytes"
-    prefix = hashlib.sha256(payload).hexdigest()[:8]
-    spec = WeightsSpec("fake-x2", "edsr-baseline", (2,), ("https://example.invalid/fake-1.pt",), "fake-1.pt", prefix,
-                       None)
-    monkeypatch.setitem(published._WEIGHTS._items, "fake-x2", spec)
-    monkeypatch.delenv("SR_BENCH_WEIGHTS_URL", raising=False)
-    monkeypatch.delenv("SR_BENCH_WEIGHTS_DIR", raising=False)
-    real = torch.hub.download_url_to_file
-    tried = []
-
-    def local_only(url, dst, hash_prefix=None, progress=True):
-        tried.append(url)
-        if not url.startswith("file://"):
-            raise urllib.error.URLError("offline test")
-        return real(url, dst, hash_prefix=hash_prefix, progress=False)
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", local_only)
-    yield spec, payload, tried
-    weights.set_weights_dir(None)
-
-
-def test_weights_dir_parameter_option_and_environment(tmp_path, monkeypatch, fake_published):
-    spec, payload, tried = fake_published
-    folder = tmp_path / "mirror"
-    folder.mkdir()
-    (folder / spec.file_name).write_bytes(payload)
-    cache = tmp_path / "cache"
-    assert resolve_weights("fake-x2", cache_dir=cache, weights_dir=folder) == (folder / spec.file_name, spec)
-    weights.set_weights_dir(folder)  # what --weights-dir does
-    assert resolve_weights("fake-x2", cache_dir=cache)[0] == folder / spec.file_name
-    weights.set_weights_dir(None)
-    monkeypatch.setenv("SR_BENCH_WEIGHTS_DIR", str(folder))
-    assert resolve_weights("fake-x2", cache_dir=cache)[0] == folder / spec.file_name
-    assert tried == [] and not cache.exists()  # used in place: nothing downloaded or copied
-
-
-def test_weights_dir_file_with_the_wrong_hash_is_refused(tmp_path, fake_published):
-    spec, payload, _ = fake_published
-    (tmp_path / spec.file_name).write_bytes(payload + b"!")
-    with pytest.raises(WeightsDownloadError, match=rf"fake-1\.pt: sha256 .* does not start with {spec.sha256_prefix}"):
-        resolve_weights("fake-x2", cache_dir=tmp_path / "c", weights_dir=tmp_path)
-
-
-def test_weights_dir_without_the_file_says_where_it_looked(tmp_path, fake_published):
-    with pytest.raises(WeightsDownloadError, match=r"empty/fake-1\.pt: no such file.*example\.invalid"):
-        resolve_weights("fake-x2", cache_dir=tmp_path / "c", weights_dir=tmp_path / "empty")
-
-
-def test_mirror_url_is_tried_first_and_hash_checked(tmp_path, monkeypatch, fake_published):
-    spec, payload, tried = fake_published
-    mirror = tmp_path / "www"
-    mirror.mkdir()
-    (mirror / spec.file_name).write_bytes(payload)
-    monkeypatch.setenv("SR_BENCH_WEIGHTS_URL", mirror.as_uri() + "/")
-    path, got = resolve_weights("fake-x2", cache_dir=tmp_path / "cache")
-    assert got is spec and path == tmp_path / "cache" / spec.file_name and path.read_bytes() == payload
-    assert tried == [mirror.as_uri() + "/fake-1.pt"]
-    (mirror / spec.file_name).write_bytes(b"tampered")
-    path.unlink()
-    with pytest.raises(WeightsDownloadError, match="(?i)hash"):
-        resolve_weights("fake-x2", cache_dir=tmp_path / "cache")
-    assert tried[-1] == "https://example.invalid/fake-1.pt"  # then the official URL
-
-
 def test_published_weights_is_the_one_answer():
     assert weights.published_weights("edsr", 4).name == "edsr-x4"
     assert weights.published_weights("edsr-baseline", 3).file_name == "edsr_baseline_x3-abf2a44e.pt"
@@ -200,29 +111,6 @@ def test_unknown_weights_is_both_a_weights_and_a_lookup_error():
         weights.get_weights("mdrs")
     with pytest.raises(WeightsError):
         weights.get_weights("mdrs")
-
-
-def test_cache_is_hash_checked(tmp_path, monkeypatch):
-    """A cached file is used only if its hash matches; a corrupt one is downloaded again."""
-    payload = b"official weights bytes"
-    prefix = hashlib.sha256(payload).hexdigest()[:8]
-    spec = WeightsSpec("fake-x2", "edsr-baseline", (2,), ("https://example.invalid/fake.pt",), "fake.pt", prefix, None)
-    monkeypatch.setitem(published._WEIGHTS._items, "fake-x2", spec)
-    calls = []
-
-    def download(url, dst, hash_prefix=None, progress=True):
-        calls.append(url)
-        assert hash_prefix == prefix
-        Path(dst).write_bytes(payload)
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
-    path, got = resolve_weights("fake-x2", cache_dir=tmp_path)
-    assert path == tmp_path / "fake.pt" and got is spec and len(calls) == 1
-    resolve_weights("fake-x2", cache_dir=tmp_path)
-    assert len(calls) == 1  # cached
-    path.write_bytes(payload[:5])  # truncated
-    resolve_weights("fake-x2", cache_dir=tmp_path)
-    assert len(calls) == 2 and path.read_bytes() == payload
 
 
 # ---------------------------------------------------------------------------------------------

@@ -464,6 +464,11 @@ def open_dataset(name: str, root: str | os.PathLike | None = None) -> Dataset:
             f"{name}: no data root given. Pass --data-root DIR or set SR_BENCH_DATA=DIR, where {where} "
             f"holds the {spec.count} HR images. To get it: {spec.how_to_get}."
         )
+    if not base.is_dir():  # a typo or a file: say so, not "looked in <file>/Set5/HR"
+        origin = "--data-root" if root is not None else "SR_BENCH_DATA"
+        what = "is a file, not a folder" if base.exists() else "does not exist"
+        raise DatasetNotFound(f"{name}: the data root {base} ({origin}) {what}; pass the folder that holds "
+                              f"{' or '.join(layout.hr for layout in spec.layouts)}. To get it: {spec.how_to_get}.")
     reasons = []
     for layout in spec.layouts:
         found = _from_layout(spec, base, layout)

@@ -22,6 +22,12 @@ except the three read here:
 * ``receptive_field``: its radius in LR pixels, which tiled inference (``--tile``) overlaps tiles
   by; without it (and without a ``receptive_field`` attribute) do not tile.
 
+Your code's own errors are reported as one line with its own words (exit status 1; ``--debug``
+shows its traceback): a module that raises while importing, a factory that raises or returns
+something other than an ``nn.Module``, a forward that raises. What your code prints while its
+module is imported or the factory runs goes to stderr, so a command's stdout (tables, JSON) stays
+its own.
+
 A network whose ``forward`` takes only ``x`` is adapted to sr_bench's ``forward(x, scale=None)``
 (its class is swapped for a subclass with that forward, so its ``state_dict`` keys stay its own
 and ``--weights FILE`` saved from it loads strictly). A factory may instead carry a
@@ -31,20 +37,25 @@ or its module may ``@register_model`` it under the entry point's name.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import functools
 import importlib
 import importlib.metadata
 import inspect
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
+from sr_bench.errors import DataError, UsageError
 from sr_bench.models import registry
 from sr_bench.models.registry import ModelSpec, UnknownModelError, add_model_source
 
-__all__ = ["GROUP", "WRAPPER_OPTIONS", "ExternalModelError", "ExternalModels", "resolve", "entry_point_names", "adapt"]
+__all__ = ["GROUP", "WRAPPER_OPTIONS", "ExternalModelError", "ExternalCodeError", "ExternalModels", "resolve",
+           "entry_point_names", "adapt"]
 
 GROUP = "sr_bench.models"
 WRAPPER_OPTIONS = ("input_range", "scales", "receptive_field")
@@ -57,6 +68,27 @@ class ExternalModelError(UnknownModelError):
     exit_code = 2
 
 
+class ExternalCodeError(DataError):
+    """Your code raised (importing its module, the factory, a forward), or the factory returned
+    something that is not a network; one line with its own message (exit status 1)."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or "(no message)"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _raised(what: str, e: BaseException) -> ExternalCodeError:
+    return ExternalCodeError(f"{what} raised {type(e).__name__}: {_one_line(e)}; run with --debug for its traceback")
+
+
+@contextlib.contextmanager
+def _user_code() -> Iterator[None]:
+    """Your code's prints go to stderr: a command's stdout is its tables and JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def entry_point_names() -> list[str]:
     """Names of the installed ``sr_bench.models`` entry points, sorted."""
     return sorted({ep.name for ep in importlib.metadata.entry_points(group=GROUP)})
@@ -67,15 +99,23 @@ def _import_path(name: str) -> object:
     if not module_name or not attr:
         raise ExternalModelError(f"--model {name!r}: an import path is 'package.module:factory'")
     try:
-        obj: object = importlib.import_module(module_name)
+        with _user_code():
+            obj: object = importlib.import_module(module_name)
     except ImportError as e:
-        raise ExternalModelError(
-            f"--model {name!r}: cannot import module {module_name!r} ({type(e).__name__}: {e}); "
-            f"install its package or add its folder to PYTHONPATH"
-        ) from e
+        if isinstance(e, ModuleNotFoundError) and e.name and module_name.startswith(e.name):
+            raise ExternalModelError(
+                f"--model {name!r}: cannot import module {module_name!r} ({type(e).__name__}: {e}); "
+                f"install its package or add its folder to PYTHONPATH"
+            ) from e
+        raise _raised(f"--model {name!r}: importing module {module_name!r}", e) from e  # found, but it failed
+    except Exception as e:  # your module's own error, whatever it is
+        where = f" ({e.filename}, line {e.lineno})" if isinstance(e, SyntaxError) else ""
+        raise _raised(f"--model {name!r}: importing module {module_name!r}{where}", e) from e
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ExternalModelError(f"--model {name!r}: module {module_name!r} has no attribute {attr!r}")
+            close = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ExternalModelError(f"--model {name!r}: module {module_name!r} has no attribute {attr!r}{hint}")
         obj = getattr(obj, part)
     return obj
 
@@ -151,10 +191,33 @@ def _build(target: Callable[..., nn.Module], spec: ModelSpec, scale: int | None 
         )
     if "scale" in accepted or any_kw:
         options["scale"] = scale
-    net = target(**options)
+    _check_call(target, spec.name, options)
+    try:
+        with _user_code():
+            net = target(**options)
+    except Exception as e:  # your factory's own error, whatever it is
+        raise _raised(f"factory {spec.name}", e) from e
     if not isinstance(net, nn.Module):
-        raise TypeError(f"{spec.name}: the factory returned {type(net).__name__}, not a torch.nn.Module")
-    return adapt(net, scale=scale, scales=scales, input_range=input_range, receptive_field=receptive_field)
+        what = f"the class {net.__name__}" if isinstance(net, type) else type(net).__name__
+        raise ExternalCodeError(f"factory {spec.name} returned {what}, not a torch.nn.Module instance; it must "
+                                f"return the network")
+    return adapt(net, scale=scale, scales=scales, input_range=input_range, receptive_field=receptive_field,
+                 name=spec.name)
+
+
+def _check_call(target: Callable[..., Any], name: str, options: dict[str, Any]) -> None:
+    """Refuse a call the factory's signature cannot take (a required argument not given)."""
+    try:
+        inspect.signature(target).bind(**options)
+    except TypeError as e:
+        params = inspect.signature(target).parameters.values()
+        needed = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in options]
+        how = " ".join(f"--option {n}=VALUE" for n in needed) if needed else "the options it takes"
+        raise UsageError(f"factory {name}: cannot be called with {sorted(options) or 'no options'} ({e}); "
+                         f"pass {how}") from None
+    except ValueError:  # no signature to read (a builtin): let the call itself tell
+        return
 
 
 def _forward_takes_scale(cls: type[nn.Module]) -> bool:
@@ -176,8 +239,13 @@ def _adapted_class(cls: type[nn.Module], takes_scale: bool) -> type[nn.Module]:
         r: float = getattr(self, "sr_bench_input_range")  # noqa: B009
         if r != 1.0:
             x = x * r
-        y = cls.forward(self, x, scale) if takes_scale else cls.forward(self, x)
-        return y / r if r != 1.0 else y
+        try:
+            y = cls.forward(self, x, scale) if takes_scale else cls.forward(self, x)
+        except torch.OutOfMemoryError:  # inference retries with smaller tiles
+            raise
+        except Exception as e:  # the network's own error: one line naming it (its traceback with --debug)
+            raise _raised(f"network {getattr(self, 'sr_bench_name', cls.__name__)}", e) from e
+        return y / r if r != 1.0 and isinstance(y, torch.Tensor) else y
 
     attrs = {"forward": forward, "__module__": cls.__module__, "__qualname__": cls.__qualname__, "_sr_bench_base": cls}
     return type(cls.__name__, (cls,), attrs)
@@ -190,17 +258,20 @@ def adapt(
     scales: tuple[int, ...] = _DEFAULT_SCALES,
     input_range: float = 1.0,
     receptive_field: int | None = None,
+    name: str | None = None,
 ) -> nn.Module:
     """Give ``net`` sr_bench's model interface in place: ``forward(x, scale=None)`` on 0..1
     pixels, ``scales``, ``in_channels`` (3 unless it has one) and (when known) ``receptive_field``.
-    A network whose forward takes only ``x`` serves the one ``scale`` it was built for. Returns
-    ``net``."""
+    A network whose forward takes only ``x`` serves the one ``scale`` it was built for. ``name``
+    (the ``--model`` text) names it when its forward raises. Returns ``net``."""
     base = getattr(type(net), "_sr_bench_base", type(net))  # adapting twice must not scale twice
     takes_scale = _forward_takes_scale(base)
     if not takes_scale and scale is None:
         raise ValueError("a network whose forward takes only x is built for one scale: pass scale=")
     net.scales = tuple(scales) if takes_scale else (scale,)  # type: ignore[assignment]
     net.sr_bench_input_range = float(input_range)  # type: ignore[assignment]
+    if name is not None:
+        net.sr_bench_name = name  # type: ignore[assignment]
     if receptive_field is not None:
         net.receptive_field = int(receptive_field)  # type: ignore[assignment]
     if not hasattr(net, "in_channels"):  # evaluate feeds gray images as RGB to 3-channel networks

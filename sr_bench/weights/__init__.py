@@ -21,7 +21,13 @@ Dependencies run one way: errors <- published <- files <- load, convert <- load,
 """
 
 from sr_bench.weights.convert import CONVERTERS, Converter, Unwrapped, convert_checkpoint, register_converter, to_format
-from sr_bench.weights.describe import ArchSummary, check_state_dict, describe_state_dict
+from sr_bench.weights.describe import (
+    ArchSummary,
+    KeyDifferences,
+    check_state_dict,
+    describe_state_dict,
+    key_differences,
+)
 from sr_bench.weights.errors import (
     MissingWeightsFileError,
     NonFiniteWeightsError,
@@ -29,13 +35,17 @@ from sr_bench.weights.errors import (
     WeightsDownloadError,
     WeightsError,
     WeightsMismatchError,
+    WeightsOptionError,
 )
 from sr_bench.weights.files import (
+    DOWNLOAD_RETRIES_ENV,
+    DOWNLOAD_TIMEOUT_ENV,
     WEIGHTS_DIR_ENV,
     WEIGHTS_URL_ENV,
     check_weights_path,
     current_weights_dir,
     default_cache_dir,
+    download_settings,
     download_urls,
     resolve_weights,
     set_weights_dir,
@@ -71,6 +81,7 @@ __all__ = [
     "check_weights_path",
     "WeightsMismatchError",
     "WeightsDownloadError",
+    "WeightsOptionError",
     "UnknownWeightsError",
     "NonFiniteWeightsError",
     "Converter",
@@ -88,6 +99,9 @@ __all__ = [
     "download_urls",
     "WEIGHTS_DIR_ENV",
     "WEIGHTS_URL_ENV",
+    "DOWNLOAD_TIMEOUT_ENV",
+    "DOWNLOAD_RETRIES_ENV",
+    "download_settings",
     "register_weights",
     "get_weights",
     "weights_names",
@@ -95,6 +109,8 @@ __all__ = [
     "resolve_weights",
     "read_state_dict",
     "describe_state_dict",
+    "KeyDifferences",
+    "key_differences",
     "check_state_dict",
     "load_weights",
     "partial_load",

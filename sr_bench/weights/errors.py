@@ -3,11 +3,12 @@ command line prints as one line (exit status 1), and one subclass per way a file
 
 from __future__ import annotations
 
+from sr_bench.errors import UsageError
 from sr_bench.lookup import UnknownNameError
 
 __all__ = [
     "WeightsError", "UnknownWeightsError", "NonFiniteWeightsError", "WeightsMismatchError", "WeightsDownloadError",
-    "MissingWeightsFileError",
+    "MissingWeightsFileError", "WeightsOptionError",
 ]
 
 
@@ -42,3 +43,10 @@ class MissingWeightsFileError(WeightsError, FileNotFoundError):
     def __str__(self) -> str:
         return str(self.args[0])
 
+
+
+class WeightsOptionError(WeightsError, UsageError):
+    """A weights option that names the wrong kind of thing: a folder given as ``--weights``, a file
+    or nothing given as ``--weights-dir``, an unreadable download setting (a usage error, exit 2)."""
+
+    exit_code = 2

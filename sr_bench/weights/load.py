@@ -21,7 +21,7 @@ from torch import nn
 
 from sr_bench.images import atomic_write
 from sr_bench.weights.convert import convert_checkpoint
-from sr_bench.weights.describe import check_state_dict, describe_state_dict
+from sr_bench.weights.describe import check_state_dict, describe_state_dict, key_differences
 from sr_bench.weights.errors import NonFiniteWeightsError, WeightsError, WeightsMismatchError
 from sr_bench.weights.files import resolve_weights, sha256_file
 from sr_bench.weights.published import WeightsSpec, identify_weights
@@ -171,8 +171,8 @@ def partial_load(
 ) -> PartialLoad:
     """Load everything but the modules named in ``exclude`` (the paper's x2 -> x3/x4 warm start).
 
-    Every key outside ``exclude`` must exist on both sides with the same shape (else
-    :class:`WeightsMismatchError`); nothing is dropped silently. ``state`` is a state_dict or
+    Every key outside ``exclude`` must exist on both sides with the same shape and kind of number
+    (else :class:`WeightsMismatchError` naming the keys); nothing is dropped silently. ``state`` is a state_dict or
     anything :func:`resolve_weights` accepts. The report is returned and logged.
     """
     if not isinstance(state, Mapping):
@@ -181,22 +181,12 @@ def partial_load(
     exclude = tuple(exclude)
     target = model.state_dict()
     want = {k for k in target if not _excluded(k, exclude)}
-    have = {k for k in state if not _excluded(k, exclude)}
-    bad_shape = [k for k in want & have if tuple(state[k].shape) != tuple(target[k].shape)]
-    if want != have or bad_shape:
+    diff = key_differences(target, state, keys=want | {k for k in state if not _excluded(k, exclude)})
+    if diff:
         theirs, ours = describe_state_dict(state), describe_state_dict(target)
-        problems = []
-        if want - have:
-            problems.append(f"model keys missing from the checkpoint: {', '.join(sorted(want - have)[:3])}")
-        if have - want:
-            problems.append(f"checkpoint keys the model lacks: {', '.join(sorted(have - want)[:3])}")
-        if bad_shape:
-            k = bad_shape[0]
-            problems.append(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(target[k].shape)}")
-        raise WeightsMismatchError(
-            f"warm start outside {exclude} does not fit: checkpoint has {theirs}; the model has {ours} "
-            f"[{'; '.join(problems)}]"
-        )
+        what = f"checkpoint has {theirs}; the model has {ours}" if str(theirs) != str(ours) else f"both are {ours}"
+        problems = diff.describe(state, target)
+        raise WeightsMismatchError(f"warm start outside {exclude} does not fit: {what} [{problems}]")
     loaded = sorted(want)
     with torch.no_grad():
         for k in loaded:
