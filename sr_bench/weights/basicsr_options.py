@@ -71,9 +71,10 @@ def _load_yaml(path: Path) -> Mapping[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
+        where, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
         at = f" at line {where.line + 1}" if where is not None else ""
-        raise DataError(f"--basicsr-options {path}: not valid YAML{at}; pass BasicSR's .yml option file") from None
+        why = f" ({problem})" if problem else ""
+        raise DataError(f"--basicsr-options {path}: not valid YAML{at}{why}; pass BasicSR's .yml option file") from None
     if not isinstance(data, Mapping):
         raise DataError(f"--basicsr-options {path}: holds {type(data).__name__}, not BasicSR options (a mapping with "
                         f"network_g)")
@@ -133,7 +134,8 @@ def _param_key(data: Mapping[str, Any]) -> tuple[str, str]:
     paths, train = _section(data, "path"), _section(data, "train")
     if paths.get("param_key_g"):
         return str(paths["param_key_g"]), "path.param_key_g"
-    if float(train.get("ema_decay") or 0) > 0:
+    ema = train.get("ema_decay") or 0
+    if isinstance(ema, (int, float)) and not isinstance(ema, bool) and ema > 0:
         return "params_ema", "train.ema_decay > 0: BasicSR validates this run with its EMA weights"
     return "params", "BasicSR's loader default (no path.param_key_g)"
 
