@@ -155,7 +155,7 @@ def test_evaluate_with_the_options_file_equals_explicit_options(tmp_path, data_r
     records = str(tmp_path / "records.jsonl")
     common = ["--datasets", "Set5", "--data-root", str(data_root), "--records", records, "--no-progress"]
     assert evaluate.main(["--basicsr-options", str(yml), *common]) == 2  # a training file names no weights
-    assert f"--weights experiments/EDSR_f8b2_x2_mean05/models/net_g_latest.pth" in capsys.readouterr().err
+    assert "--weights experiments/EDSR_f8b2_x2_mean05/models/net_g_latest.pth" in capsys.readouterr().err
     assert evaluate.main(["--basicsr-options", str(yml), "--weights", str(weights), *common]) == 0
     assert "assumed" not in capsys.readouterr().err  # everything was stated
     explicit = ["--model", "edsr-baseline", "--weights", str(weights), "--option", "blocks=2", "--option", "filters=8",

@@ -39,7 +39,8 @@ def _tiny_weights(folder: Path) -> str:
     """A tiny EDSR-baseline per scale, random but fixed, as files with ``{scale}`` in the name."""
     for s in SCALES:
         torch.manual_seed(s)
-        export_safetensors(models.create("edsr-baseline", scale=s, blocks=2, filters=8), folder / f"tiny_x{s}.safetensors")
+        net = models.create("edsr-baseline", scale=s, blocks=2, filters=8)
+        export_safetensors(net, folder / f"tiny_x{s}.safetensors")
     return str(folder / "tiny_x{scale}.safetensors")
 
 

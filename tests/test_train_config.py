@@ -237,8 +237,8 @@ def test_bad_run_files_are_refused_naming_the_file(tmp_path, capsys, text, flags
 
 def test_reproduce_takes_a_run_file_as_set_fields(tmp_path):
     from sr_bench.cli import UsageError
-    from sr_bench.reproduce import build_parser as reproduce_parser
     from sr_bench.reproduce import _config
+    from sr_bench.reproduce import build_parser as reproduce_parser
 
     body = "profile = 'smoke'\n[optim]\niterations = 3\nlr = 2e-4\n"
     path = _toml(tmp_path, body)
