@@ -122,8 +122,8 @@ def test_an_empty_sr_folder_does_not_suggest_allow_partial(tmp_path, which_data,
     assert "no SR image of" in err and "allow-partial" not in err
 
 
-def test_evaluate_model_writes_records_that_compare_reads(tmp_path, which_data):
-    name, data_root = which_data
+def test_evaluate_model_writes_records_that_compare_reads(tmp_path):
+    name, data_root = "embedded", None  # its gray photo: an in-memory EDSR takes it as RGB, as evaluate does
     records = tmp_path / "records.jsonl"
     nets = {}
     for seed in (1, 2):
@@ -140,3 +140,19 @@ def test_evaluate_model_writes_records_that_compare_reads(tmp_path, which_data):
     with pytest.raises(Exception, match="label 'net1' already holds other results"):
         evaluate_model(nets[2], name, scales=[2], name="net1", data_root=data_root, records=records)
     assert len(read_records(records)) == 2
+
+
+def test_gray_images_score_as_evaluate_scores_them(tmp_path):
+    """A gray LR image through an RGB network: ``upscale --dataset`` writes the RGB output that
+    ``evaluate`` scores (not the gray mean it writes for a gray photo of yours)."""
+    weights = _tiny_weights(tmp_path)
+    records = str(tmp_path / "r.jsonl")
+    assert upscale.main(["--model", "edsr-baseline", "--weights", weights.format(scale=2), *TINY, "--scale", "2",
+                         "--dataset", "embedded", "--out", str(tmp_path / "sr"), "-q"]) == 0
+    scored = ["--datasets", "embedded", "--scales", "2", "--records", records, "--no-progress", "-q"]
+    assert evaluate.main(["--sr-dir", str(tmp_path / "sr"), "--label", "folder", *scored]) == 0
+    assert evaluate.main(["--model", "edsr-baseline", "--weights", weights, *TINY, "--label", "model", *scored]) == 0
+    got = read_records(records)
+    folder, model = _per_image(got, "folder"), _per_image(got, "model")
+    assert ("embedded", 2, "camera") in folder  # scikit-image's gray photo
+    assert max(abs(folder[k] - model[k]) for k in folder) <= PER_IMAGE_DB
