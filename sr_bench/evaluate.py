@@ -49,8 +49,9 @@ from sr_bench.tables.table3 import write_table3
 from sr_bench.weights.basicsr_options import read_basicsr_options
 
 __all__ = [
-    "PER_IMAGE_FIELDS", "Candidate", "EvalConfig", "dataset_identity", "evaluate", "evaluate_model",
-    "label_conflicts", "load_candidates", "main", "per_image_text", "write_per_image",
+    "PARAM_KEY_OPTION", "PER_IMAGE_FIELDS", "Candidate", "EvalConfig", "dataset_identity", "evaluate", "evaluate_model",
+    "label_conflicts", "load_candidates", "main", "per_image_text", "weights_identity", "with_basicsr_options",
+    "write_per_image",
 ]
 
 log = logging.getLogger("sr_bench.evaluate")
@@ -341,9 +342,9 @@ def evaluate_model(
     for good: it is put in eval mode for the call and restored after.
 
     ``records``: also append the records to this file (under its lock, as ``evaluate`` does), so
-    ``compare`` and Table 3 use them; the network is identified by :func:`weights_identity`, and
-    a ``label`` (default ``name``) that already holds another network's results there is refused
-    unless ``replace``.
+    ``compare`` and ``python -m sr_bench.tables.table3 --records FILE`` use them. The network is
+    identified by :func:`weights_identity`; a ``label`` (default ``name``) that already holds
+    another network's results there is refused unless ``replace``.
     """
     ds = open_dataset(dataset, data_root) if isinstance(dataset, str) else dataset
     sha = weights_identity(model) if records is not None and any(True for _ in model.parameters()) else None
