@@ -4,6 +4,8 @@
 --protocol vdsr`` prints a table, appends one record per (model, dataset, scale, self-ensemble) to
 ``RESULTS/records.jsonl`` as each dataset finishes, and regenerates Table 3 beside it.
 ``--sr-dir DIR --label NAME`` scores SR images something else produced, the same way.
+``--basicsr-options train.yml`` takes the network (and its ``rgb_mean`` / ``img_range``, which
+BasicSR keeps outside its checkpoints) from the BasicSR option file it was trained with.
 
 Each image is decoded once and scored for every model and scale; the next image is decoded in a
 background thread while the current one runs.
@@ -18,6 +20,7 @@ import io
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,10 +46,12 @@ from sr_bench.records import Companion, Record, append_records, default_label, e
 from sr_bench.scoring import DataFingerprint, dataset_identity, score_image, set_fields
 from sr_bench.storage import write_target, write_text
 from sr_bench.tables.table3 import write_table3
+from sr_bench.weights.basicsr_options import read_basicsr_options
 
 __all__ = [
-    "PER_IMAGE_FIELDS", "Candidate", "EvalConfig", "dataset_identity", "evaluate", "evaluate_model",
-    "label_conflicts", "load_candidates", "main", "per_image_text", "write_per_image",
+    "PARAM_KEY_OPTION", "PER_IMAGE_FIELDS", "Candidate", "EvalConfig", "dataset_identity", "evaluate", "evaluate_model",
+    "label_conflicts", "load_candidates", "main", "per_image_text", "weights_identity", "with_basicsr_options",
+    "write_per_image",
 ]
 
 log = logging.getLogger("sr_bench.evaluate")
@@ -71,11 +76,16 @@ class Candidate:
 
     @property
     def in_channels(self) -> int | None:
-        """Input channels the network expects (None: any)."""
+        """Input channels the network expects (None: any): its ``in_channels`` attribute, else its
+        registered spec's, else (an in-memory network of ``evaluate_model``) its first
+        convolution's; a network with no convolution takes any."""
         if hasattr(self.module, "in_channels"):
             channels = self.module.in_channels
             return channels if isinstance(channels, int) else None
-        return get_spec(self.name).in_channels if self.name in names() else None
+        if self.name in names():
+            return get_spec(self.name).in_channels
+        first = next((m for m in self.module.modules() if isinstance(m, nn.Conv2d)), None)
+        return first.in_channels if first is not None else None
 
 
 @dataclass
@@ -103,6 +113,8 @@ class EvalConfig:
     sr_dir: str | None = None
     sr_pattern: str | None = None
     allow_partial: bool = False
+    param_key: str | None = None  # the entry of a file holding several state_dicts (BasicSR params/params_ema)
+    basicsr_options: str | None = None  # a BasicSR option file: the model, its options, weights and param key
 
     @property
     def records_path(self) -> Path:
@@ -121,6 +133,12 @@ def _num_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+#: the one entry of a model's recorded options that is not a ``create()`` option: which state_dict
+#: of a file holding several was loaded (BasicSR's params / params_ema), so that records say it
+#: and their evaluate commands (``compare``) load the same entry again
+PARAM_KEY_OPTION = "param_key"
+
+
 def load_candidates(
     name: str,
     scales: Sequence[int],
@@ -128,15 +146,23 @@ def load_candidates(
     device: str = "cpu",
     dtype: str = "float32",
     options: dict | None = None,
+    param_key: str | None = None,
 ) -> list[Candidate]:
     """Build ``name`` for every scale and load its weights.
 
     ``weights``: None (only for parameter-free models), ``official`` (the registered published
     checkpoint for each scale), ``random`` (untrained, for smoke runs), a registered weights name,
     or a file path; ``{scale}`` in a path is replaced by each scale. ``options`` are
-    ``sr_bench.models.create`` options (ablation knobs) the weights were trained with.
+    ``sr_bench.models.create`` options (ablation knobs, BasicSR's ``rgb_mean`` / ``img_range``)
+    the weights were trained with, plus optionally ``param_key`` (see :data:`PARAM_KEY_OPTION`;
+    the same as the ``param_key`` argument). When the file held several state_dicts, the
+    candidate's options name the one loaded.
     """
     options = dict(options or {})
+    recorded_key = options.pop(PARAM_KEY_OPTION, None)
+    if recorded_key is not None and param_key is not None and recorded_key != param_key:
+        raise UsageError(f"--param-key {param_key} and --option param_key={recorded_key} disagree; give one")
+    param_key = param_key or (str(recorded_key) if recorded_key is not None else None)
     spec = get_spec(name)
     bad = [s for s in scales if s not in spec.scales]
     if bad:
@@ -151,7 +177,7 @@ def load_candidates(
             continue
         torch.manual_seed(0)
         module = create(name, scale=None if spec.multi_scale else s, **options)
-        sha = src = profile = None
+        sha = src = profile = loaded_key = None
         if source is None:
             if _num_parameters(module):
                 raise UsageError(
@@ -163,11 +189,13 @@ def load_candidates(
         else:
             if source == "official":
                 source = wts.published_weights(name, s).name
-            info = wts.load_weights(module, source)
+            info = wts.load_weights(module, source, param_key=param_key, model_options=options)
             sha, src = info.sha256, info.source
             profile = "official" if info.spec is not None else str(info.metadata.get("profile", "") or "") or None
+            loaded_key = info.metadata.get(PARAM_KEY_OPTION)
         module = prepare_model(module, device, dtype)
-        cand = Candidate(name, s, module, sha, src, profile, options)
+        recorded = {**options, PARAM_KEY_OPTION: loaded_key} if loaded_key else options
+        cand = Candidate(name, s, module, sha, src, profile, recorded)
         built[key] = cand
         out.append(cand)
     return out
@@ -287,6 +315,14 @@ def _records(candidates: Sequence[Candidate], dataset: Dataset, protocol: Protoc
     return records
 
 
+def weights_identity(model: nn.Module) -> str:
+    """The sha256 that identifies an in-memory network in records: that of its weights written by
+    :func:`sr_bench.weights.export_safetensors` (a function of the tensors alone), so the same
+    network evaluated from that file has the same identity."""
+    with tempfile.TemporaryDirectory(prefix="sr_bench-") as tmp:
+        return wts.sha256_file(wts.export_safetensors(model, Path(tmp) / "weights.safetensors"))
+
+
 def evaluate_model(
     model: nn.Module,
     dataset: Dataset | str,
@@ -299,18 +335,41 @@ def evaluate_model(
     progress: bool = False,
     name: str = "model",
     data_root: str | None = None,
+    records: str | os.PathLike | None = None,
+    label: str | None = None,
+    replace: bool = False,
 ) -> list[Record]:
     """Score an in-memory model (e.g. during training) without touching its mode or device
-    for good: it is put in eval mode for the call and restored after."""
+    for good: it is put in eval mode for the call and restored after.
+
+    ``records``: also append the records to this file (under its lock, as ``evaluate`` does), so
+    ``compare`` and ``python -m sr_bench.tables.table3 --records FILE`` use them. The network is
+    identified by :func:`weights_identity`; a ``label`` (default ``name``) that already holds
+    another network's results there is refused unless ``replace``.
+    """
     ds = open_dataset(dataset, data_root) if isinstance(dataset, str) else dataset
+    sha = weights_identity(model) if records is not None and any(True for _ in model.parameters()) else None
+    if label is not None:
+        check_label(label)
+    cands = [Candidate(name, s, model, weights_sha256=sha, label=label) for s in scales]
+    path = Path(records) if records is not None else None
+    if path is not None:
+        check_output(path, "records.jsonl", "records=")
+        planned = [Record(model=c.name, weights=sha, dataset=dataset_identity(ds), scale=c.scale,
+                          self_ensemble=self_ensemble, protocol=protocol, psnr=0.0, ssim=0.0, n_images=0,
+                          per_image=[], label=c.record_label) for c in cands]
+        if not replace:
+            label_conflicts(read_records(path), planned, path)
     was_training = model.training
     model.eval()
     try:
-        cands = [Candidate(name, s, model) for s in scales]
-        return evaluate(cands, ds, protocol, self_ensemble=(self_ensemble,), device=device, max_images=max_images,
-                        progress=progress)
+        out = evaluate(cands, ds, protocol, self_ensemble=(self_ensemble,), device=device, max_images=max_images,
+                       progress=progress)
     finally:
         model.train(was_training)
+    if path is not None:
+        append_records(path, out, supersede_by=_slot if replace else None)
+    return out
 
 
 def _fmt_delta(measured: float, paper: float | None, digits: int) -> str:
@@ -356,14 +415,17 @@ def _slot(r: Record) -> tuple:
 
 
 def _origin(r: Record) -> tuple:
-    """What made a record's numbers: the network and its weights, or the SR images."""
-    return (r.model, r.weights, r.sr_sha256)
+    """What made a record's numbers: the network and its weights (and which entry of the file),
+    or the SR images."""
+    return (r.model, r.weights, r.model_options.get(PARAM_KEY_OPTION), r.sr_sha256)
 
 
 def _origin_text(r: Record) -> str:
     if r.sr_sha256:
         return f"SR images sha256 {r.sr_sha256[:16]}"
-    return f"{r.model} weights sha256 {r.weights[:16]}" if r.weights else f"{r.model} (no weights)"
+    key = r.model_options.get(PARAM_KEY_OPTION)
+    entry = f" [{key}]" if key else ""
+    return f"{r.model} weights sha256 {r.weights[:16]}{entry}" if r.weights else f"{r.model} (no weights)"
 
 
 def label_conflicts(existing: Sequence[Record], planned: Sequence[Record], path: Path) -> None:
@@ -454,7 +516,7 @@ def _model_candidates(config: EvalConfig) -> list[Candidate]:
     candidates = []
     for name, w, label in zip(config.models, weights, labels, strict=True):
         for cand in load_candidates(name, config.scales, None if w in (None, "none") else w, device, config.dtype,
-                                    config.options):
+                                    config.options, config.param_key):
             candidates.append(dataclasses.replace(cand, label=label))
     return candidates
 
@@ -498,11 +560,38 @@ def _score_sr_folder(config: EvalConfig, existing: list[Record]) -> list[Record]
     return records
 
 
+def with_basicsr_options(config: EvalConfig) -> EvalConfig:
+    """``config`` with the model, options, scale, weights, param key and label that its BasicSR
+    option file states; what the command line gives wins, except a scale the network lacks."""
+    if not config.basicsr_options:
+        return config
+    net = read_basicsr_options(config.basicsr_options)
+    if config.models or config.sr_dir:
+        raise UsageError("--basicsr-options names the model: leave out --model and --sr-dir")
+    if config.scales and set(config.scales) != {net.scale}:
+        raise UsageError(f"--scales {' '.join(map(str, config.scales))}: {net.path} describes an x{net.scale} "
+                         f"network (network_g.upscale); pass --scales {net.scale} or leave --scales out")
+    weights = list(config.weights) or ([net.weights] if net.weights else [])
+    if not weights:
+        raise UsageError(f"--basicsr-options {net.path} names no weights (path.pretrain_network_g is empty, as in a "
+                         f"training file): pass --weights, e.g. --weights {net.weights_hint}")
+    options = {**net.options, **config.options}
+    key = config.param_key or str(options.pop(PARAM_KEY_OPTION, "") or "") or net.param_key
+    why = "--param-key" if config.param_key else net.param_key_why
+    log.info("%s: BasicSR EDSR x%d -> %s %s; weights %s, param key %r (%s)", net.path, net.scale, net.model,
+             " ".join(f"{k}={v}" for k, v in options.items()), weights[0], key, why)
+    return dataclasses.replace(config, models=[net.model], scales=[net.scale], options=options, weights=weights,
+                               param_key=key, labels=list(config.labels) or [net.name], basicsr_options=None)
+
+
 def run(config: EvalConfig) -> list[Record]:
     from tabulate import tabulate
 
+    config = with_basicsr_options(config)
     if bool(config.models) == bool(config.sr_dir):
         raise UsageError("give either --model NAME ... or --sr-dir DIR --label NAME (one, not both)")
+    if config.param_key and config.sr_dir:
+        raise UsageError("--param-key chooses the weights of a model; --sr-dir scores images: leave it out")
     for label in config.labels:  # it names a table column and CSV cells: refuse control characters now
         check_label(label)
     check_output(config.records_path, "records.jsonl", "--records")
@@ -531,6 +620,10 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--model", "--models", dest="models", nargs="+", help="registered model name(s)")
     what.add_argument("--sr-dir", default=None, metavar="DIR",
                       help="score SR images another program wrote (needs --label)")
+    what.add_argument("--basicsr-options", default=None, metavar="FILE.yml",
+                      help="the BasicSR option file the weights were trained or tested with: its EDSR network_g "
+                           "(with rgb_mean and img_range, which BasicSR keeps outside its checkpoints), scale, "
+                           "path.pretrain_network_g and path.param_key_g; label: its name (needs PyYAML)")
     p.add_argument("--label", dest="labels", nargs="+", default=[], metavar="NAME",
                    help="Table 3 column name, one per model (default: model plus the weights' short name)")
     p.add_argument("--sr-pattern", default=None, metavar="PAT",
@@ -540,10 +633,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", nargs="+", default=[],
                    help="per model: official | random | NAME | PATH (PATH may contain {scale})")
     p.add_argument("--option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="model option the weights were trained with, e.g. batch_norm=true (repeatable)")
+                   help="model option the weights were trained with, e.g. batch_norm=true, or for BasicSR's EDSR "
+                        "rgb_mean=0.5,0.5,0.5 img_range=1 (repeatable)")
+    p.add_argument("--param-key", default=None, metavar="KEY",
+                   help="the entry of a checkpoint holding several state_dicts: params or params_ema for BasicSR "
+                        "(default: params_ema when both are there, said in a warning)")
     p.add_argument("--datasets", nargs="+", default=benchmark_names(published=True),
                    help="registered names or folders of images (a folder is recorded by its absolute path)")
-    p.add_argument("--scales", nargs="+", type=cli.positive_int, default=[2, 3, 4])
+    p.add_argument("--scales", nargs="+", type=cli.positive_int, default=None,
+                   help="default: 2 3 4 (with --basicsr-options: the file's scale)")
     p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
     p.add_argument("--self-ensemble", nargs="?", const="on", default="off", choices=["off", "on", "both"],
                    help="geometric self-ensemble (the paper's '+' models); 'both' records with and without")
@@ -574,11 +672,14 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
                              f"--records, give one")
         log.warning("--out is deprecated; use --records FILE (or --results DIR)")
     return EvalConfig(
-        models=a.models or [], datasets=a.datasets, scales=a.scales, protocol=a.protocol, weights=a.weights,
+        models=a.models or [], datasets=a.datasets,
+        scales=a.scales if a.scales is not None else ([] if a.basicsr_options else [2, 3, 4]),
+        protocol=a.protocol, weights=a.weights,
         self_ensemble=a.self_ensemble, data_root=a.data_root, out=a.records or a.out, table=a.table, device=a.device,
         dtype=a.dtype, tile=a.tile, memory_budget=a.memory_budget, max_images=a.max_images, progress=a.progress,
         options=dict(a.option), results=a.results, labels=a.labels, per_image=a.per_image, replace=a.replace,
-        sr_dir=a.sr_dir, sr_pattern=a.sr_pattern, allow_partial=a.allow_partial,
+        sr_dir=a.sr_dir, sr_pattern=a.sr_pattern, allow_partial=a.allow_partial, param_key=a.param_key,
+        basicsr_options=a.basicsr_options,
     )
 
 

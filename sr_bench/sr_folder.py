@@ -8,12 +8,19 @@ file for a (dataset, scale), and the layout used is logged and stored in the rec
 ==============  =================================================  ==============================
 layout          path under DIR                                     made by
 ==============  =================================================  ==============================
-sr_bench        ``{dataset}/x{scale}/{stem}.png``                  a plain export
+sr_bench        ``{dataset}/x{scale}/{stem}.png``                  ``upscale --dataset``, exports
 edsr-pytorch    ``results-{dataset}/{stem}_x{scale}_SR.png``       EDSR-PyTorch ``--save_results``
-basicsr         ``visualization/{dataset}/{stem}_{label}.png``     BasicSR test (scale implied)
+basicsr         ``visualization/{dataset}/{stem}_{label}.png``     BasicSR test (scale implied);
+                (or the one suffix the files carry)                suffix: ``val.suffix`` or name
+upscale         ``{dataset}/x{scale}/{stem}_x{scale}.png``         ``upscale --out OUT/Set5/x2``
 pattern         ``--sr-pattern`` with ``{dataset}`` ``{scale}``    anything else
                 ``{stem}`` (``{label}``)
 ==============  =================================================  ==============================
+
+BasicSR names its images after its run (``val.suffix``, else the option file's ``name``), not after
+sr_bench's ``--label``: when no file carries the label, the one suffix that the folder's images
+carry is taken (a folder holding several is refused with the suffixes listed), and the record's
+``sr_pattern`` names it (``visualization/{dataset}/{stem}_EDSR_Mx2.png``).
 
 The extension in a layout is only the usual one: any image extension sr_bench reads is accepted,
 but two files for one image (``a.png`` and ``a.PNG``, or ``a.png`` and ``a.jpg``) are refused.
@@ -68,10 +75,12 @@ _SHOWN = 12
 
 @dataclass(frozen=True)
 class SrLayout:
-    """Where one codebase writes its SR images, relative to the SR folder."""
+    """Where one codebase writes its SR images, relative to the SR folder. ``any_label``: the
+    ``{label}`` part of the file name may be any one suffix (a run name), not only ``--label``."""
 
     name: str
     pattern: str
+    any_label: bool = False
 
     @property
     def has_scale(self) -> bool:
@@ -84,7 +93,8 @@ class SrLayout:
 LAYOUTS: tuple[SrLayout, ...] = (
     SrLayout("sr_bench", "{dataset}/x{scale}/{stem}.png"),
     SrLayout("edsr-pytorch", "results-{dataset}/{stem}_x{scale}_SR.png"),
-    SrLayout("basicsr", "visualization/{dataset}/{stem}_{label}.png"),
+    SrLayout("basicsr", "visualization/{dataset}/{stem}_{label}.png", any_label=True),
+    SrLayout("upscale", "{dataset}/x{scale}/{stem}_x{scale}.png"),
 )
 
 _PLACEHOLDERS = {"dataset", "scale", "stem", "label"}
@@ -167,14 +177,66 @@ def _locate(root: Path, ds: Dataset, scale: int, layout: SrLayout, label: str) -
     return found
 
 
+def _suffixes(root: Path, layout: SrLayout, dataset: str, scale: int, stems: Sequence[str]) -> dict[str, list[str]]:
+    """Suffix -> the stems carrying it, for the image files of ``layout``'s folder named
+    ``{stem}<sep>{suffix}`` (the longest stem wins, so ``a_b_X`` is ``a_b`` with suffix ``X``)."""
+    probe = layout.path(root, dataset, scale, "{stem}", "{label}")  # the placeholders, written out
+    folder, name = probe.parent, probe.name
+    if "{stem}" in str(folder) or "{label}" in str(folder) or "{label}" not in name or not folder.is_dir():
+        return {}
+    sep = name[name.index("{stem}") + len("{stem}"): name.index("{label}")]
+    if not sep:
+        return {}
+    found: dict[str, list[str]] = {}
+    for f in sorted(folder.iterdir()):
+        base = f.name[: len(f.name) - len(f.suffix)]
+        if not (f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS):
+            continue
+        stem = max((t for t in stems if base.startswith(t + sep) and len(base) > len(t + sep)), key=len, default=None)
+        if stem is not None:
+            found.setdefault(base[len(stem) + len(sep):], []).append(stem)
+    return found
+
+
+def _with_suffix(layout: SrLayout, suffix: str) -> SrLayout:
+    """``layout`` with its ``{label}`` written out as ``suffix`` (braces escaped for format)."""
+    literal = suffix.replace("{", "{{").replace("}", "}}")
+    return SrLayout(layout.name, layout.pattern.replace("{label}", literal))
+
+
+def _any_label(root: Path, ds: Dataset, scale: int, layout: SrLayout) -> SrLayout | str | None:
+    """The layout with the one suffix its folder's images carry; a problem (text) when they carry
+    several; None when none."""
+    suffixes = _suffixes(root, layout, ds.name, scale, [im.stem for im in ds.images])
+    if len(suffixes) == 1:
+        (suffix,) = suffixes
+        return _with_suffix(layout, suffix)
+    if not suffixes:
+        return None
+    where = layout.path(root, ds.name, scale, "{stem}", "{suffix}")
+    listed = ", ".join(f"{k!r} ({len(v)} of {len(ds)} images)" for k, v in sorted(suffixes.items()))
+    return (f"{where.parent} holds the SR images of {ds.name} under {len(suffixes)} suffixes ({listed}); "
+            f"pass --label SUFFIX to score one, or --sr-pattern "
+            f"'{Path(layout.pattern).parent.as_posix()}/{{stem}}_SUFFIX.png'")
+
+
 def find_sr_set(root: Path, ds: Dataset, scale: int, label: str, pattern: str | None = None) -> SrSet:
     """The SR files of ``ds`` at ``scale`` under the first layout holding any of them (only
-    ``pattern`` when given); an :class:`SrSet` with ``layout=None`` when no layout has one."""
+    ``pattern`` when given); an :class:`SrSet` with ``layout=None`` when no layout has one. A
+    layout with ``any_label`` takes the one suffix its files carry when none carries ``label``."""
     layouts = (_pattern_layout(pattern),) if pattern else LAYOUTS
     for layout in layouts:
         found = _locate(root, ds, scale, layout, label)
         if found.files or found.problems:
             return found
+        if layout.any_label:
+            concrete = _any_label(root, ds, scale, layout)
+            if isinstance(concrete, str):
+                return SrSet(ds, scale, None, problems=[concrete])
+            if concrete is not None:
+                log.info("%s x%d: no %s file carries the label %r; took the suffix in %s", ds.name, scale,
+                         layout.name, label, concrete.pattern)
+                return _locate(root, ds, scale, concrete, label)
     tried = ", ".join(f"{lay.name} ({lay.path(root, ds.name, scale, ds.images[0].stem, label)})" for lay in layouts)
     return SrSet(ds, scale, None, problems=[f"no SR image of {ds.name} x{scale} in {root}; looked for e.g. {tried}"])
 
@@ -184,6 +246,10 @@ def find_sr_file(root: Path, dataset: str, scale: int, stem: str, label: str, pa
     layouts = (_pattern_layout(pattern),) if pattern else LAYOUTS
     for layout in layouts:
         hits = _candidates(layout.path(root, dataset, scale, stem, label))
+        if not hits and layout.any_label:
+            suffixes = _suffixes(root, layout, dataset, scale, [stem])
+            if len(suffixes) == 1:
+                hits = _candidates(_with_suffix(layout, next(iter(suffixes))).path(root, dataset, scale, stem, label))
         if len(hits) > 1:
             raise DataError(
                 f"{' and '.join(map(str, hits))} are all the SR image of {dataset}/{stem} x{scale}; keep one"
@@ -252,7 +318,8 @@ def _refuse(sets: Sequence[SrSet], root: Path, allow_partial: bool) -> None:
                 f"{len(found.dataset)} SR images: {_listed(found.missing)}"
             )
     if problems:
-        fix = "" if allow_partial else " (pass --allow-partial to score an incomplete set)"
+        incomplete = any(f.layout is not None and f.files and f.missing for f in sets)  # a set it could score
+        fix = " (pass --allow-partial to score an incomplete set)" if incomplete and not allow_partial else ""
         raise DataError(f"SR folder {root}: {len(problems)} problem(s): " + "; ".join(problems) + fix)
 
 

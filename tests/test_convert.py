@@ -61,12 +61,13 @@ def basicsr_state(blocks, filters, scale, seed=0):
     return state
 
 
-def basicsr_forward(state, x, scale, blocks, res_scale=1.0, img_range=255.0):
+def basicsr_forward(state, x, scale, blocks, res_scale=1.0, img_range=255.0, rgb_mean=DIV2K_MEAN):
     """BasicSR's EDSR forward, written from its description with functional ops only."""
     def conv(h, name):
         return F.conv2d(h, state[f"{name}.weight"], state[f"{name}.bias"], padding=1)
 
-    h = (x - DIV2K_MEAN) * img_range
+    mean = torch.as_tensor(rgb_mean, dtype=x.dtype).view(1, 3, 1, 1)
+    h = (x - mean) * img_range
     h = conv(h, "conv_first")
     r = h
     for i in range(blocks):
@@ -75,7 +76,7 @@ def basicsr_forward(state, x, scale, blocks, res_scale=1.0, img_range=255.0):
     stages = [3] if scale == 3 else [2] * int(math.log2(scale))
     for j, f in enumerate(stages):
         r = F.pixel_shuffle(conv(r, f"upsample.{2 * j}"), f)
-    return conv(r, "conv_last") / img_range + DIV2K_MEAN
+    return conv(r, "conv_last") / img_range + mean
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,16 +147,92 @@ def test_basicsr_edsr_computes_what_basicsr_computes(tmp_path, scale):
     torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
 
 
-def test_basicsr_prefers_params_ema_and_says_so(tmp_path, caplog):
+def test_basicsr_prefers_params_ema_and_says_so_at_default_verbosity(tmp_path, caplog):
     ema, plain = basicsr_state(2, 8, 2, seed=1), basicsr_state(2, 8, 2, seed=2)
     path = tmp_path / "net_g_latest.pth"
     torch.save({"params": plain, "params_ema": ema}, path)
     model = tiny()
-    with caplog.at_level("INFO", logger="sr_bench.weights"):
-        load_weights(model, path)
-    assert "used 'params_ema' (the EMA weights) over 'params'" in caplog.text
+    with caplog.at_level("WARNING", logger="sr_bench.weights"):
+        info = load_weights(model, path)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("holds 'params' and 'params_ema': used 'params_ema'" in m and "--param-key params" in m
+               and str(path) in m for m in warned), warned
+    assert info.metadata["param_key"] == "params_ema"
     assert torch.equal(model.head[0].weight, ema["conv_first.weight"])
     assert torch.equal(model.body[2].bias, ema["conv_after_body.bias"])
+
+
+@pytest.mark.parametrize("key", ["params", "params_ema"])
+def test_param_key_picks_the_entry_without_a_warning(tmp_path, caplog, key):
+    states = {"params": basicsr_state(2, 8, 2, seed=1), "params_ema": basicsr_state(2, 8, 2, seed=2)}
+    torch.save(states, tmp_path / "net_g.pth")
+    model = tiny(rgb_mean=(0.5, 0.5, 0.5))  # options given: no assumption about the mean either
+    with caplog.at_level("WARNING", logger="sr_bench.weights"):
+        info = load_weights(model, tmp_path / "net_g.pth", param_key=key)
+    assert not caplog.records, caplog.text
+    assert info.metadata["param_key"] == key
+    assert torch.equal(model.head[0].weight, states[key]["conv_first.weight"])
+
+
+def test_param_key_that_the_file_lacks_or_cannot_use_is_refused(tmp_path):
+    torch.save({"params": basicsr_state(2, 8, 2)}, tmp_path / "only.pth")
+    with pytest.raises(WeightsError, match=r"only.pth: no entry 'params_ema' \(param key\); .* holds 'params'"):
+        load_weights(tiny(), tmp_path / "only.pth", param_key="params_ema")
+    torch.save(tiny().state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(WeightsError, match="plain.pt: param key 'params' given, but the file holds one state_dict"):
+        load_weights(tiny(), tmp_path / "plain.pt", param_key="params")
+
+
+@pytest.mark.parametrize("rgb_mean,img_range", [((0.5, 0.5, 0.5), 1.0), ((0.5, 0.5, 0.5), 255.0),
+                                                ((0.4488, 0.4371, 0.4040), 1.0), ((0.3, 0.6, 0.2), 100.0)])
+def test_basicsr_mean_and_range_come_from_the_model_options(tmp_path, caplog, rgb_mean, img_range):
+    """BasicSR keeps rgb_mean/img_range out of its files: built with them, the model computes
+    BasicSR's forward; built without them, it does not, and the loader says what it assumed."""
+    state = basicsr_state(blocks=2, filters=8, scale=2, seed=4)
+    torch.save({"params": state}, tmp_path / "b.pth")
+    x = torch.rand(1, 3, 9, 7, generator=torch.Generator().manual_seed(2))
+    want = basicsr_forward(state, x, 2, blocks=2, img_range=img_range, rgb_mean=rgb_mean)
+    given, assumed = tiny(rgb_mean=list(rgb_mean), img_range=img_range), tiny()
+    with caplog.at_level("WARNING", logger="sr_bench.weights"):
+        load_weights(given, tmp_path / "b.pth")
+    assert not caplog.records, caplog.text
+    with caplog.at_level("WARNING", logger="sr_bench.weights"):
+        load_weights(assumed, tmp_path / "b.pth")
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "assumed rgb_mean=(0.4488, 0.4371, 0.4040) and img_range=255 (BasicSR's EDSR defaults)" in warning
+    assert "--option rgb_mean=R,G,B --option img_range=N" in warning and "--basicsr-options" in warning
+    with torch.no_grad():
+        got, wrong = given(x), assumed(x)
+    # float32: (x - mean) * r vs x * r - r * mean, then ~20 layers of 8-wide sums: a few ulp of 255
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-5)
+    assert (wrong - want).abs().max() > 0.02  # more than 5 levels of 255 off: the defaults are not these values
+
+
+@pytest.mark.parametrize("given,said", [
+    ({}, "assumed rgb_mean=(0.4488, 0.4371, 0.4040) and img_range=255 ("),
+    ({"rgb_mean": [0.5, 0.5, 0.5]}, "assumed img_range=255 ("),
+    ({"img_range": 1}, "assumed rgb_mean=(0.4488, 0.4371, 0.4040) ("),
+    ({"rgb_range": 255, "rgb_mean": "0.4488,0.4371,0.4040"}, None),  # both stated, even at the defaults
+])
+def test_the_warning_names_exactly_the_values_not_given(tmp_path, caplog, given, said):
+    torch.save({"params": basicsr_state(2, 8, 2)}, tmp_path / "b.pth")
+    with caplog.at_level("WARNING", logger="sr_bench.weights"):
+        load_weights(tiny(**given), tmp_path / "b.pth", model_options=given)
+    warned = [r.getMessage() for r in caplog.records]
+    assert (warned == []) if said is None else (len(warned) == 1 and said in warned[0]), warned
+
+
+def test_mean_options_are_checked():
+    with pytest.raises(ValueError, match=r"rgb_mean='0.5,0.5': expected three numbers in 0..1"):
+        tiny(rgb_mean="0.5,0.5")
+    with pytest.raises(ValueError, match=r"rgb_mean=\[128, 128, 128\]: expected three numbers in 0..1"):
+        tiny(rgb_mean=[128, 128, 128])
+    with pytest.raises(ValueError, match="img_range=0: expected a positive number"):
+        tiny(img_range=0)
+    with pytest.raises(ValueError, match="rgb_range=2 and img_range=1 disagree"):
+        tiny(rgb_range=2, img_range=1)
+    text = tiny(rgb_mean="0.5,0.25,0.125", rgb_range=1)  # the command-line form of the value
+    assert text.sub_mean.bias.tolist() == [-0.5, -0.25, -0.125] and text.rgb_range == 1.0
 
 
 def test_round_trip_through_basicsr_is_exact_on_a_real_image(tmp_path, data_root):

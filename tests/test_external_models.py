@@ -182,3 +182,25 @@ def test_evaluate_takes_an_import_path_with_a_weights_file(user_module, tmp_path
     torch.testing.assert_close(cands[0].module(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255, 2) * 255,
                                nearest, rtol=0, atol=1e-3)
     assert 20 < rec.psnr < 35  # nearest neighbour on Set5's first image at x2
+
+
+CONSOLE_SCRIPT = "import sys; from sr_bench.evaluate import main; sys.exit(main())"
+
+
+def test_console_scripts_find_an_import_path_in_the_current_folder(tmp_path):
+    """``sr-bench-evaluate --model mymod:build`` run from the folder holding ``mymod.py``: a console
+    script (here the same entry function under ``python -I``, which, as a console script, leaves
+    the current folder off ``sys.path``) finds it as ``python -m`` does."""
+    import subprocess
+
+    (tmp_path / "mymod_cwd.py").write_text(NETWORK.replace("def factory(", "def build("))
+    argv = [sys.executable, "-I", "-c", CONSOLE_SCRIPT, "--model", "mymod_cwd:build", "--weights", "random",
+            "--option", "input_range=255", "--datasets", "embedded", "--scales", "2", "--max-images", "1",
+            "--records", str(tmp_path / "r.jsonl"), "--no-progress", "-q"]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "mymod_cwd:build" in done.stdout
+    missing = subprocess.run([*argv[:5], "no_such_mod:build", *argv[6:]], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
+    assert missing.returncode == 2 and "cannot import module 'no_such_mod'" in missing.stderr
+    assert "run from the folder that holds it" in missing.stderr and "Traceback" not in missing.stderr

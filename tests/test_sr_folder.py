@@ -114,6 +114,7 @@ def _psnr_y(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
 @pytest.mark.parametrize(("pattern", "layout", "cli_pattern"), [
     ("{dataset}/x{scale}/{stem}.png", "sr_bench", None),
     ("visualization/{dataset}/{stem}_{label}.png", "basicsr", None),
+    ("{dataset}/x{scale}/{stem}_x{scale}.png", "upscale", None),
     ("mine/{stem}-{scale}.png", "pattern", "mine/{stem}-{scale}.png"),
 ])
 def test_layouts(tmp_path, embedded, pattern, layout, cli_pattern):
@@ -206,3 +207,44 @@ def test_user_folder_is_recorded_by_its_path(tmp_path, textured):
     (rec,) = score_sr_folder(tmp_path / "sr", label="net", datasets=[str(hr_dir)], scales=[2], progress=False)
     assert rec.dataset == str(hr_dir.resolve())  # a user folder named like a benchmark is never taken for it
     assert (rec.n_images, rec.n_expected) == (2, 2)
+
+
+# --- BasicSR's visualization folders: the suffix is its run's name, not sr_bench's label -----------------------
+
+
+def test_basicsr_suffix_other_than_the_label_is_taken_when_it_is_the_only_one(tmp_path, embedded):
+    files = _fill(tmp_path, embedded, 2, "visualization/{dataset}/{stem}_{label}.png", label="EDSR_Mx2_f64b16")
+    (rec,) = score_sr_folder(tmp_path, label="MyEDSR", datasets=["embedded"], scales=[2], progress=False)
+    assert rec.model_options == {"sr_layout": "basicsr",
+                                 "sr_pattern": "visualization/{dataset}/{stem}_EDSR_Mx2_f64b16.png"}
+    ds, hrs = embedded
+    want = [_psnr_y(np.asarray(Image.open(files[r.stem])), hrs[i], 2) for i, r in enumerate(ds.images)]
+    assert [p["psnr"] for p in rec.per_image] == pytest.approx(want, abs=1e-9)
+    # the stored pattern finds the same files again (what compare's evaluate command passes)
+    (again,) = score_sr_folder(tmp_path, label="MyEDSR", datasets=["embedded"], scales=[2], progress=False,
+                               pattern=rec.model_options["sr_pattern"])
+    assert again.sr_sha256 == rec.sr_sha256 and again.psnr == rec.psnr
+
+
+def test_two_basicsr_suffixes_are_refused_listing_them(tmp_path, embedded):
+    _fill(tmp_path, embedded, 2, "visualization/{dataset}/{stem}_{label}.png", label="runA")
+    _fill(tmp_path, embedded, 2, "visualization/{dataset}/{stem}_{label}.png", label="runB")
+    with pytest.raises(DataError) as e:
+        score_sr_folder(tmp_path, label="MyEDSR", datasets=["embedded"], scales=[2], progress=False)
+    msg, n = str(e.value), len(embedded[0])
+    assert f"under 2 suffixes ('runA' ({n} of {n} images), 'runB' ({n} of {n} images))" in msg
+    assert "--label SUFFIX" in msg and "allow-partial" not in msg
+    (rec,) = score_sr_folder(tmp_path, label="runB", datasets=["embedded"], scales=[2], progress=False)
+    assert rec.model_options["sr_pattern"] == "visualization/{dataset}/{stem}_{label}.png"  # the label is the suffix
+
+
+def test_basicsr_suffix_goes_with_the_longest_stem(tmp_path, textured):
+    """Stems ``a`` and ``a_b``: ``a_b_run.png`` is ``a_b`` with suffix ``run``, not ``a`` with ``b_run``."""
+    hr_dir = tmp_path / "pair"
+    for i, stem in enumerate(("a", "a_b")):
+        write_image(hr_dir / f"{stem}.png", textured(32, 32, i))
+    sr = tmp_path / "sr" / "visualization" / "pair"
+    for stem in ("a", "a_b"):
+        write_image(sr / f"{stem}_run.png", np.asarray(Image.open(hr_dir / f"{stem}.png")))
+    (rec,) = score_sr_folder(tmp_path / "sr", label="x", datasets=[str(hr_dir)], scales=[2], progress=False)
+    assert rec.model_options["sr_pattern"].endswith("{stem}_run.png") and rec.n_images == 2

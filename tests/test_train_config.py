@@ -166,3 +166,106 @@ def test_fixy_train_set_unknown_field_iterations_note_and_bad_config(tmp_path, c
     rc = train_main(["--config", str(bad), "--out", str(tmp_path / "run2")])
     err = capsys.readouterr().err
     assert rc == 1 and str(bad) in err
+
+
+# --- run configuration files (--config run.toml) ------------------------------------------------------------
+
+RUN_TOML = """\
+# a run configuration, as BasicSR users keep option files
+profile = "quick"
+seed = 3
+data.hflip = false
+data.patch_size = 24
+
+[model]
+name = "edsr-baseline"
+scales = [3]
+options = { blocks = 4, res_scale = 0.5 }
+
+[optim]
+lr = 2e-4
+iterations = 40
+"""
+
+
+def _toml(tmp_path, text=RUN_TOML, name="run.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_run_file_sets_fields_and_the_command_line_wins(tmp_path):
+    import hashlib
+
+    path = _toml(tmp_path)
+    cfg = config_from_args(build_parser().parse_args(
+        ["--config", str(path), "--out", str(tmp_path / "o"), "--set", "optim.iterations=60", "--lr", "3e-4"]))
+    assert (cfg.profile, cfg.model.name, cfg.model.scales, cfg.seed) == ("quick", "edsr-baseline", (3,), 3)
+    assert cfg.model.options == {"blocks": 4, "res_scale": 0.5}
+    assert (cfg.data.hflip, cfg.data.patch_size) == (False, 24)  # dotted keys
+    assert (cfg.optim.iterations, cfg.optim.lr) == (60, 3e-4)  # --set and --lr over the file
+    assert cfg.data.batch_size == 16 and cfg.optim.lr_step == 500  # the rest: the quick profile's values
+    assert any("quick profile: 60 updates" in n for n in cfg.notes)
+    assert cfg.config_file == {"path": str(path.resolve()), "sha256": hashlib.sha256(RUN_TOML.encode()).hexdigest(),
+                               "text": RUN_TOML}
+    assert TrainConfig.from_dict(json.loads(cfg.to_json())).config_file["text"] == RUN_TOML  # kept in config.json
+    plain = config_from_args(build_parser().parse_args(["--model", "edsr-baseline", "--scale", "3", "--profile",
+                                                        "quick", "--out", str(tmp_path / "p")]))
+    assert set(config_diff(plain, cfg)) == {"config_file", "seed", "model.options", "optim.lr", "optim.iterations",
+                                            "data.hflip", "data.patch_size", "notes", "out"}
+
+
+@pytest.mark.parametrize("text,flags,rc,match", [
+    (RUN_TOML.replace("lr = 2e-4", "lrr = 2e-4"), [], 2, r"run.toml: optim.lrr: TrainConfig has no field .*did you "
+                                                        r"mean optim.lr"),
+    (RUN_TOML + "hflip = true\n", [], 2, r"optim.hflip: TrainConfig has no field .*did you mean data.hflip"),
+    (RUN_TOML.replace("seed = 3", "seed = 'x'"), [], 2, r"run.toml: TrainConfig.seed: expected an integer"),
+    (RUN_TOML.replace("[optim]", "[optim"), [], 1, r"run.toml: not valid TOML"),
+    (RUN_TOML, ["--model", "edsr"], 2, r"--model edsr differs from .*run.toml's edsr-baseline"),
+    (RUN_TOML, ["--scale", "2"], 2, r"--scale 2 differs from .*run.toml's 3"),
+])
+def test_bad_run_files_are_refused_naming_the_file(tmp_path, capsys, text, flags, rc, match):
+    from sr_bench.train.__main__ import main as train_main
+
+    path = _toml(tmp_path, text)
+    assert train_main(["--config", str(path), "--out", str(tmp_path / "o"), *flags]) == rc
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    import re
+    assert re.search(match, err), err
+
+
+def test_reproduce_takes_a_run_file_as_set_fields(tmp_path):
+    from sr_bench.cli import UsageError
+    from sr_bench.reproduce import _config
+    from sr_bench.reproduce import build_parser as reproduce_parser
+
+    body = "profile = 'smoke'\n[optim]\niterations = 3\nlr = 2e-4\n"
+    path = _toml(tmp_path, body)
+    a = reproduce_parser().parse_args(["--config", str(path), "--set", "optim.lr=5e-4", "--results", str(tmp_path)])
+    config = _config(a)
+    assert config.profile == "smoke"
+    assert {k: v for k, v in config.overrides.items() if k != "config_file"} == {"optim.iterations": 3,
+                                                                                  "optim.lr": 5e-4}
+    assert config.overrides["config_file"]["text"] == body
+    assert make_config("smoke", "edsr-baseline", 2, **config.overrides).config_file["path"] == str(path.resolve())
+    with pytest.raises(UsageError, match="reproduce trains every model"):
+        _config(reproduce_parser().parse_args(["--config", str(_toml(tmp_path, RUN_TOML, "m.toml")),
+                                               "--results", str(tmp_path)]))
+    with pytest.raises(UsageError, match="--profile quick differs from .*profile smoke"):
+        _config(reproduce_parser().parse_args(["--config", str(path), "--profile", "quick", "--results",
+                                               str(tmp_path)]))
+
+
+def test_a_smoke_run_from_a_run_file_keeps_it_in_config_json(tmp_path, small_train_folders):
+    from sr_bench.train.__main__ import main as train_main
+
+    body = ("profile = 'smoke'\n[model]\nname = 'edsr-baseline'\nscales = [2]\noptions = { blocks = 1, filters = 4 }\n"
+            f"[data]\ndataset = '{small_train_folders['train']}'\n[val]\ndataset = '{small_train_folders['val']}'\n"
+            "[optim]\niterations = 2\n")
+    path = _toml(tmp_path, body)
+    assert train_main(["--config", str(path), "--out", str(tmp_path / "run"), "--device", "cpu", "--no-progress",
+                       "-q"]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["config_file"]["text"] == body and saved["optim"]["iterations"] == 2
+    assert saved["model"]["options"] == {"blocks": 1, "filters": 4}

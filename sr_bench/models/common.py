@@ -10,11 +10,13 @@ used when their ``cpu_fusion`` switch is on; it gives the same bits as the layer
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import cast
 
 import torch
 from torch import nn
 
+from sr_bench.errors import UsageError
 from sr_bench.models import fusion
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "upsampler_receptive_field",
     "check_scale",
     "UnsupportedScaleError",
+    "pixel_range",
+    "rgb_mean_option",
 ]
 
 # Mean RGB of the DIV2K training images, as the official port uses it (docs/protocol.md#official-port).
@@ -45,6 +49,43 @@ def make_activation(kind: str, channels: int) -> nn.Module:
     if kind == "prelu":
         return nn.PReLU(channels)
     raise ValueError(f"activation must be 'relu' or 'prelu', got {kind!r}")
+
+
+def rgb_mean_option(value: Sequence[float] | str) -> tuple[float, float, float]:
+    """The ``rgb_mean`` model option: three numbers in 0..1, given as a sequence or as the text
+    ``"R,G,B"`` (``--option rgb_mean=0.5,0.5,0.5``; ``[0.5,0.5,0.5]`` arrives as a list)."""
+    parts: Sequence[object] = value.strip().strip("[]()").split(",") if isinstance(value, str) else value
+    try:
+        mean = tuple(float(v) for v in parts)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        mean = ()
+    if len(mean) != 3 or not all(0.0 <= m <= 1.0 for m in mean):
+        raise UsageError(f"rgb_mean={value!r}: expected three numbers in 0..1 (the mean RGB the weights were trained "
+                         f"with, e.g. rgb_mean=0.4488,0.4371,0.4040)")
+    return (mean[0], mean[1], mean[2])
+
+
+def _positive(name: str, value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise UsageError(f"{name}={value!r}: expected a positive number (255 for 0..255 weights, 1 for 0..1)")
+    return number
+
+
+def pixel_range(rgb_range: float, img_range: float | None = None) -> float:
+    """The ``rgb_range`` model option (EDSR-PyTorch's name; BasicSR calls it ``img_range``): the
+    pixel range the network works in, > 0 (255 for the official weights, 1 for 0..1)."""
+    value = _positive("rgb_range", rgb_range)
+    if img_range is None:
+        return value
+    basicsr = _positive("img_range", img_range)
+    if value not in (255.0, basicsr):  # 255: rgb_range left at its default
+        raise UsageError(f"rgb_range={rgb_range!r} and img_range={img_range!r} disagree; they are one option "
+                         f"(img_range is BasicSR's name for it): give one")
+    return basicsr
 
 
 class MeanShift(nn.Conv2d):

@@ -7,7 +7,10 @@ with k following the scales (2, 3, 4). With ``batch_norm=True`` (the ablation) t
 ``conv, BN, ReLU, conv, BN`` as in the official ``ResBlock(bn=True)``.
 
 Range: inputs and outputs are 0..1; inside, the network works on 0..``rgb_range`` (255), where
-the official weights live.
+the official weights live, with ``rgb_mean`` (the DIV2K mean) subtracted. Both are model options
+(``create("edsr-baseline", scale=2, rgb_range=1, rgb_mean=(0.5, 0.5, 0.5))``; BasicSR's
+``img_range`` is accepted as the name of ``rgb_range``): weights trained with other values need
+them, and BasicSR keeps them outside its checkpoints (docs/basicsr.md).
 
 CPU inference: with ``cpu_fusion`` on (:func:`sr_bench.inference.prepare_model` switches it on
 for the CPU), the blocks run fused, bit-identical to the layers; with ``compose_upsampler`` too
@@ -30,6 +33,8 @@ from sr_bench.models.common import (
     Upsampler,
     check_scale,
     conv,
+    pixel_range,
+    rgb_mean_option,
     upsampler_receptive_field,
 )
 from sr_bench.models.registry import ModelSpec, register_model
@@ -65,6 +70,7 @@ class EDSR(nn.Module):
         batch_norm: add BN to the residual blocks (ablation; official models have none). As in the
             official port, the upsampler never has BN.
         rgb_range: the internal pixel range of the weights (255 for the official checkpoints).
+        rgb_mean: the mean RGB (0..1) subtracted inside, as the weights were trained (DIV2K's).
     """
 
     cpu_fusion = False
@@ -79,12 +85,14 @@ class EDSR(nn.Module):
         res_scale: float = 1.0,
         batch_norm: bool = False,
         rgb_range: float = 255.0,
+        rgb_mean: tuple[float, float, float] = DIV2K_MEAN,
     ) -> None:
         super().__init__()
         self.scale = check_scale(scale)
         self.scales = (scale,)
         self.rgb_range = float(rgb_range)
-        self.sub_mean = MeanShift(rgb_range, DIV2K_MEAN, sign=-1)
+        self.rgb_mean = tuple(float(m) for m in rgb_mean)
+        self.sub_mean = MeanShift(rgb_range, rgb_mean, sign=-1)
         self.head = nn.Sequential(conv(3, filters, 3))
         body: list[nn.Module] = [
             ResBlock(filters, 3, batch_norm=batch_norm, res_scale=res_scale) for _ in range(blocks)
@@ -92,7 +100,7 @@ class EDSR(nn.Module):
         body.append(conv(filters, filters, 3))
         self.body = nn.Sequential(*body)
         self.tail = nn.Sequential(Upsampler(scale, filters), conv(filters, 3, 3))
-        self.add_mean = MeanShift(rgb_range, DIV2K_MEAN, sign=1)
+        self.add_mean = MeanShift(rgb_range, rgb_mean, sign=1)
         # head + 2 per block + body conv + upsampler + tail conv at HR resolution
         self.receptive_field = math.ceil(1 + 2 * blocks + 1 + upsampler_receptive_field(scale) + 1 / scale)
 
@@ -118,7 +126,7 @@ class MDSR(nn.Module):
         scales: the scales served, in the order of the module lists (official: 2, 3, 4).
         blocks: shared residual blocks (16 baseline, 80 MDSR).
         filters: feature maps (64).
-        res_scale, batch_norm, rgb_range: as for :class:`EDSR`.
+        res_scale, batch_norm, rgb_range, rgb_mean: as for :class:`EDSR`.
     """
 
     cpu_fusion = False
@@ -133,13 +141,15 @@ class MDSR(nn.Module):
         res_scale: float = 1.0,
         batch_norm: bool = False,
         rgb_range: float = 255.0,
+        rgb_mean: tuple[float, float, float] = DIV2K_MEAN,
     ) -> None:
         super().__init__()
         self.scales = tuple(check_scale(s) for s in scales)
         if len(set(self.scales)) != len(self.scales):
             raise ValueError(f"duplicate scales {scales}")
         self.rgb_range = float(rgb_range)
-        self.sub_mean = MeanShift(rgb_range, DIV2K_MEAN, sign=-1)
+        self.rgb_mean = tuple(float(m) for m in rgb_mean)
+        self.sub_mean = MeanShift(rgb_range, rgb_mean, sign=-1)
         self.head = nn.Sequential(conv(3, filters, 3))
         self.pre_process = nn.ModuleList(
             nn.Sequential(
@@ -155,7 +165,7 @@ class MDSR(nn.Module):
         self.body = nn.Sequential(*body)
         self.upsample = nn.ModuleList(Upsampler(s, filters) for s in self.scales)
         self.tail = nn.Sequential(conv(filters, 3, 3))
-        self.add_mean = MeanShift(rgb_range, DIV2K_MEAN, sign=1)
+        self.add_mean = MeanShift(rgb_range, rgb_mean, sign=1)
         # head + 2 ResBlocks of two 5x5 convs + 2 per block + body conv + upsampler + tail
         self.receptive_field = max(
             math.ceil(1 + 8 + 2 * blocks + 1 + upsampler_receptive_field(s) + 1 / s) for s in self.scales
@@ -202,10 +212,21 @@ _EDSR_NOTE = (
     )
 )
 def edsr_baseline(
-    scale: int = 2, *, blocks: int = 16, filters: int = 64, res_scale: float = 1.0, batch_norm: bool = False
+    scale: int = 2,
+    *,
+    blocks: int = 16,
+    filters: int = 64,
+    res_scale: float = 1.0,
+    batch_norm: bool = False,
+    rgb_range: float = 255.0,
+    rgb_mean: tuple[float, float, float] | str = DIV2K_MEAN,
+    img_range: float | None = None,
 ) -> EDSR:
-    """EDSR baseline (Table 1 'Baseline (single-scale)'): 16 x 64, no residual scaling."""
-    return EDSR(scale, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm)
+    """EDSR baseline (Table 1 'Baseline (single-scale)'): 16 x 64, no residual scaling.
+    ``rgb_range`` / ``rgb_mean``: the range and mean the weights were trained with (``img_range``
+    is BasicSR's name of ``rgb_range``)."""
+    return EDSR(scale, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm,
+                rgb_range=pixel_range(rgb_range, img_range), rgb_mean=rgb_mean_option(rgb_mean))
 
 
 @register_model(
@@ -222,10 +243,20 @@ def edsr_baseline(
     )
 )
 def edsr(
-    scale: int = 2, *, blocks: int = 32, filters: int = 256, res_scale: float = 0.1, batch_norm: bool = False
+    scale: int = 2,
+    *,
+    blocks: int = 32,
+    filters: int = 256,
+    res_scale: float = 0.1,
+    batch_norm: bool = False,
+    rgb_range: float = 255.0,
+    rgb_mean: tuple[float, float, float] | str = DIV2K_MEAN,
+    img_range: float | None = None,
 ) -> EDSR:
-    """EDSR (Table 1 'EDSR'): 32 x 256, residual scaling 0.1."""
-    return EDSR(scale, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm)
+    """EDSR (Table 1 'EDSR'): 32 x 256, residual scaling 0.1. ``rgb_range`` / ``rgb_mean`` /
+    ``img_range``: as for :func:`edsr_baseline`."""
+    return EDSR(scale, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm,
+                rgb_range=pixel_range(rgb_range, img_range), rgb_mean=rgb_mean_option(rgb_mean))
 
 
 @register_model(
@@ -250,10 +281,13 @@ def mdsr_baseline(
     filters: int = 64,
     res_scale: float = 1.0,
     batch_norm: bool = False,
+    rgb_range: float = 255.0,
+    rgb_mean: tuple[float, float, float] | str = DIV2K_MEAN,
 ) -> MDSR:
     """MDSR baseline (Table 1 'Baseline (multi-scale)'). ``scale`` is only checked by
     :func:`~sr_bench.models.create`; the model serves all of ``scales``."""
-    return MDSR(scales, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm)
+    return MDSR(scales, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm,
+                rgb_range=pixel_range(rgb_range), rgb_mean=rgb_mean_option(rgb_mean))
 
 
 @register_model(
@@ -278,6 +312,9 @@ def mdsr(
     filters: int = 64,
     res_scale: float = 1.0,
     batch_norm: bool = False,
+    rgb_range: float = 255.0,
+    rgb_mean: tuple[float, float, float] | str = DIV2K_MEAN,
 ) -> MDSR:
     """MDSR (Table 1 'MDSR'): 80 x 64, multi-scale."""
-    return MDSR(scales, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm)
+    return MDSR(scales, blocks=blocks, filters=filters, res_scale=res_scale, batch_norm=batch_norm,
+                rgb_range=pixel_range(rgb_range), rgb_mean=rgb_mean_option(rgb_mean))

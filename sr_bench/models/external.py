@@ -3,8 +3,10 @@
 Two kinds of names resolve through the model registry (:func:`sr_bench.models.get_spec` /
 :func:`sr_bench.models.create`), so every command that takes ``--model`` takes them:
 
-* an import path ``"my_pkg.my_module:factory"`` (the module must be importable: installed or on
-  ``PYTHONPATH``);
+* an import path ``"my_pkg.my_module:factory"`` (the module must be importable: installed, on
+  ``PYTHONPATH``, or in the current folder, as ``python -m`` finds it: the ``sr-bench-*`` console
+  scripts do not put the current folder on ``sys.path``, so it is searched, after everything
+  else, for import paths only);
 * the name of an entry point in the ``sr_bench.models`` group of an installed package::
 
       # pyproject.toml of your package
@@ -43,8 +45,10 @@ import functools
 import importlib
 import importlib.metadata
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,23 +98,42 @@ def entry_point_names() -> list[str]:
     return sorted({ep.name for ep in importlib.metadata.entry_points(group=GROUP)})
 
 
-def _import_path(name: str) -> object:
-    module_name, _, attr = name.partition(":")
-    if not module_name or not attr:
-        raise ExternalModelError(f"--model {name!r}: an import path is 'package.module:factory'")
+def _in_current_folder(module_name: str) -> bool:
+    """Whether the top package of ``module_name`` lies in the current folder, which is not on
+    ``sys.path`` (a console script's); if so, the folder is appended to ``sys.path`` (after
+    everything installed, so it shadows nothing) and stays there, for the module's own later
+    imports of its neighbours."""
+    top, cwd = module_name.split(".")[0], os.getcwd()
+    if cwd in sys.path or "" in sys.path or not (Path(cwd, f"{top}.py").is_file() or Path(cwd, top).is_dir()):
+        return False
+    sys.path.append(cwd)
+    importlib.invalidate_caches()
+    return True
+
+
+def _import_module(name: str, module_name: str) -> object:
     try:
         with _user_code():
-            obj: object = importlib.import_module(module_name)
+            return importlib.import_module(module_name)
     except ImportError as e:
         if isinstance(e, ModuleNotFoundError) and e.name and module_name.startswith(e.name):
+            if e.name == module_name.split(".")[0] and _in_current_folder(module_name):
+                return _import_module(name, module_name)
             raise ExternalModelError(
-                f"--model {name!r}: cannot import module {module_name!r} ({type(e).__name__}: {e}); "
-                f"install its package or add its folder to PYTHONPATH"
+                f"--model {name!r}: cannot import module {module_name!r} ({type(e).__name__}: {e}); install its "
+                f"package, add its folder to PYTHONPATH, or run from the folder that holds it"
             ) from e
         raise _raised(f"--model {name!r}: importing module {module_name!r}", e) from e  # found, but it failed
     except Exception as e:  # your module's own error, whatever it is
         where = f" ({e.filename}, line {e.lineno})" if isinstance(e, SyntaxError) else ""
         raise _raised(f"--model {name!r}: importing module {module_name!r}{where}", e) from e
+
+
+def _import_path(name: str) -> object:
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
+        raise ExternalModelError(f"--model {name!r}: an import path is 'package.module:factory'")
+    obj: object = _import_module(name, module_name)
     for part in attr.split("."):
         if not hasattr(obj, part):
             close = difflib.get_close_matches(part, [n for n in dir(obj) if not n.startswith("_")], n=3)

@@ -49,7 +49,7 @@ from sr_bench.records import append_records, environment, find_record, git_commi
 from sr_bench.tables.table1 import write_table1
 from sr_bench.tables.table3 import Column, Skip, write_table3
 from sr_bench.train import TrainingStopped, make_config, resolve_config, train_or_reuse
-from sr_bench.train.config import GPU_BRIEF, PROFILES, check_fields, run_name
+from sr_bench.train.config import GPU_BRIEF, PROFILES, check_fields, load_run_file, run_name
 from sr_bench.weights import set_weights_dir, weights_for
 
 __all__ = ["ReproduceConfig", "Job", "GPU_PARTS", "plan", "estimate", "run", "main"]
@@ -647,9 +647,9 @@ def _check_results_folder(results: Path, datasets: Sequence[str]) -> None:
 def build_parser() -> Any:
     p = cli.parser("python -m sr_bench.reproduce", __doc__.split("\n\n")[0])
     cli.add_common_options(p, device=True, data_root=True, results=True, progress=True, weights_dir=True)
-    p.add_argument("--profile", choices=PROFILES.names(), default="quick",
+    p.add_argument("--profile", choices=PROFILES.names(), default=None,
                    help="training profile (default quick: about 20 minutes on 2 CPU cores; gpu: 12 minutes on one "
-                        "H100/H200)")
+                        "H100/H200; or the --config file's profile)")
     p.add_argument("--pretrained", action="store_true", help="evaluate the published checkpoints instead of training")
     p.add_argument("--runs", default=None,
                    help="folder for training runs (checkpoints and weights; default: runs/ of the clone, else ./runs)")
@@ -657,6 +657,9 @@ def build_parser() -> Any:
     p.add_argument("--no-table1", dest="table1", action="store_false", help="skip Table 1 (it times every model)")
     p.add_argument("--set", type=parse_option, action="append", default=[], metavar="FIELD=VALUE",
                    help="change a training config field in every run, e.g. optim.iterations=2 (tests)")
+    p.add_argument("--config", metavar="RUN.toml",
+                   help="training config fields for every run, as --set ([optim] lr = 2e-4, or optim.lr = 2e-4; "
+                        "profile chooses --profile); --set wins; each run's config.json keeps the file (config_file)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan with times estimated on this device (each run's updates timed at full size)")
     p.add_argument("--json", action="store_true", help="with --dry-run: the estimate as JSON (seconds per update of "
@@ -768,10 +771,28 @@ def _config(a: Any) -> ReproduceConfig:
     check_folder_option("--data-root", a.data_root, must_exist=True)  # the embedded photos only when none is given
     check_folder_option("--results", a.results)
     check_fields(k for k, _ in a.set)
-    return ReproduceConfig(profile=a.profile, pretrained=a.pretrained, results=str(a.results or default_results_dir()),
+    overrides, profile = _run_file_overrides(a.config, a.profile)
+    overrides.update(dict(a.set))
+    return ReproduceConfig(profile=profile, pretrained=a.pretrained, results=str(a.results or default_results_dir()),
                            runs=str(a.runs or default_runs_dir()), data_root=a.data_root, device=a.device,
-                           models=tuple(a.models) if a.models else None, table1=a.table1, overrides=dict(a.set),
+                           models=tuple(a.models) if a.models else None, table1=a.table1, overrides=overrides,
                            progress=a.progress)
+
+
+def _run_file_overrides(path: str | None, profile: str | None) -> tuple[dict[str, Any], str]:
+    """(training config changes, profile) from a ``--config`` run file; ``--profile`` must agree
+    with its ``profile``, and it cannot name a model (reproduce trains the table's)."""
+    if path is None:
+        return {}, profile or "quick"
+    run = load_run_file(path)
+    if run.model is not None or run.scales is not None:
+        raise cli.UsageError(f"--config {path}: model.name / model.scales choose one run; reproduce trains every "
+                             f"model of the table at its scales: leave them out (and use --models for a part)")
+    if profile is not None and run.profile is not None and profile != run.profile:
+        raise cli.UsageError(f"--profile {profile} differs from {path}'s profile {run.profile}; change one")
+    if (run.profile or profile) not in (None, *PROFILES.names()):
+        raise cli.UsageError(f"--config {path}: {PROFILES.unknown_message(str(run.profile))}")
+    return {**run.changes, "config_file": run.source}, profile or run.profile or "quick"
 
 
 @cli.command

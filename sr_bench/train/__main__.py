@@ -3,6 +3,7 @@
     python -m sr_bench.train --model edsr-baseline --scale 2 --profile quick --data T91 --out runs/quick-x2
     python -m sr_bench.train --model edsr-baseline --scale 4 --init runs/x2/final.safetensors --out runs/x4
     python -m sr_bench.train --out runs/quick-x2 --resume
+    python -m sr_bench.train --config run.toml --out runs/mine --set optim.lr=2e-4
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from sr_bench import cli
 from sr_bench.models import parse_option
 from sr_bench.train.checkpoint import checkpoint_config, load_checkpoint
-from sr_bench.train.config import PROFILES, TrainConfig, make_config, restate_iterations
+from sr_bench.train.config import PROFILES, RunFile, TrainConfig, load_run_file, make_config, restate_iterations
 from sr_bench.train.loop import train
 from sr_bench.train.plan import training_dataset
 from sr_bench.train.run_dir import CHECKPOINT
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--model", help="registered model name (edsr-baseline, edsr, mdsr-baseline, mdsr, srresnet, vdsr)")
     g.add_argument("--scale", type=int, help="upscaling factor (multi-scale models train all of theirs)")
-    g.add_argument("--profile", choices=sorted(PROFILES), default="paper")
+    g.add_argument("--profile", choices=sorted(PROFILES), default=None, help="default: paper (or the run file's)")
     g.add_argument("--out", required=True, help="output folder: empty or missing, unless --resume or --overwrite")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     g.add_argument("--overwrite", action="store_true", help="delete the sr_bench files in --out and start again")
@@ -58,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=cli.non_negative_int)
     g.add_argument("--iterations", type=cli.non_negative_int, help="number of updates")
     g.add_argument("--save-every", type=cli.positive_int, help="checkpoint every K updates")
-    g.add_argument("--config", help="a config.json to start from instead of a profile")
+    g.add_argument("--config", metavar="FILE",
+                   help="a run.toml of --set fields ([optim] lr = 2e-4, or optim.lr = 2e-4; profile, model.name and "
+                        "model.scales choose the start) applied over the profile, the command line winning, and kept "
+                        "in config.json (config_file); or a config.json to start from instead of a profile")
     g = p.add_argument_group("data")
     g.add_argument("--data", help="DIV2K (its 800 training images), T91, embedded-train, auto, or a folder of images")
     g.add_argument("--patch-size", type=cli.positive_int, help="LR patch side")
@@ -121,11 +125,43 @@ _FLAGS = {
 }
 
 
+def _run_file(args: argparse.Namespace) -> RunFile | None:
+    """The ``--config`` run file (TOML), checked against ``--model`` / ``--scale`` / ``--profile``."""
+    if not args.config or Path(args.config).suffix.lower() != ".toml":
+        return None
+    run = load_run_file(args.config)
+    for flag, given, said in (("--model", args.model, run.model), ("--profile", args.profile, run.profile),
+                              ("--scale", args.scale, run.scales[0] if run.scales and len(run.scales) == 1 else None)):
+        if given is not None and said is not None and given != said:
+            raise cli.UsageError(f"{flag} {given} differs from {args.config}'s {said}; change one")
+    return run
+
+
+def _base_config(args: argparse.Namespace, run: RunFile | None, ckpt: Path) -> TrainConfig:
+    """The config the changes apply to: a config.json, the checkpoint's when resuming without a
+    model, else the profile's for the model (from the flags, else the run file)."""
+    model = args.model or (run.model if run else None)
+    if args.config and run is None:
+        try:
+            return TrainConfig.load(args.config)
+        except OSError as e:
+            raise cli.DataError(f"--config {args.config}: cannot read it ({e.strerror or e})") from None
+        except json.JSONDecodeError as e:
+            raise cli.DataError(f"--config {args.config}: not valid JSON ({e}); fix the file or pass "
+                                f"--profile instead") from None
+    if model is None:
+        return checkpoint_config(load_checkpoint(ckpt))
+    scale = args.scale or (run.scales[0] if run and run.scales and len(run.scales) == 1 else None)
+    return make_config(args.profile or (run.profile if run else None) or "paper", model, scale)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The config the flags describe: a profile (or --config, or the checkpoint's config when
-    resuming without --model), with every flag given on the command line applied. It is
-    validated and resolved once, by ``train``."""
-    changes: dict[str, Any] = {k: getattr(args, a) for a, k in _FLAGS.items() if getattr(args, a) is not None}
+    resuming without --model), with the run file's fields, then every flag given on the command
+    line, applied. It is validated and resolved once, by ``train``."""
+    run = _run_file(args)
+    changes: dict[str, Any] = dict(run.changes) if run else {}
+    changes.update({k: getattr(args, a) for a, k in _FLAGS.items() if getattr(args, a) is not None})
     if "data.dataset" in changes:
         changes["data.dataset"] = training_dataset(changes["data.dataset"])
     if not args.progress:
@@ -133,26 +169,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     changes["out"] = args.out
     for key, value in args.set:
         changes[key] = value
+    if run is not None:
+        changes["config_file"] = run.source
     ckpt = Path(args.out) / CHECKPOINT
-    if args.model is None and not args.config and not (args.resume and ckpt.exists()):
-        build_parser().error("--model is required (except with --resume of an existing run)")
+    has_model = args.model is not None or (run is not None and run.model is not None)
+    if not has_model and (not args.config or run is not None) and not (args.resume and ckpt.exists()):
+        build_parser().error("--model is required (except with --resume of an existing run, or model.name in "
+                             "the --config run file)")
     try:
-        if args.config:
-            try:
-                base = TrainConfig.load(args.config)
-            except OSError as e:
-                raise cli.DataError(f"--config {args.config}: cannot read it ({e.strerror or e})") from None
-            except json.JSONDecodeError as e:
-                raise cli.DataError(f"--config {args.config}: not valid JSON ({e}); fix the file or pass "
-                                    f"--profile instead") from None
-        elif args.model is None:
-            base = checkpoint_config(load_checkpoint(ckpt))
-        else:
-            base = make_config(args.profile, args.model, args.scale)
+        base = _base_config(args, run, ckpt)
         if args.model is not None and base.model.name != args.model:
             raise cli.UsageError(f"--model {args.model} differs from {args.config or ckpt}'s {base.model.name}")
         if args.option:
-            changes["model.options"] = {**base.model.options, **dict(args.option)}
+            changes["model.options"] = {**base.model.options, **changes.get("model.options", {}),
+                                        **dict(args.option)}
         # the profile's note states its update count: keep it true under --iterations / --set
         return restate_iterations(base.replace(**changes), base.optim.iterations)
     except (KeyError, TypeError, ValueError) as e:

@@ -5,6 +5,11 @@ Every hyper-parameter of a run lives in one :class:`TrainConfig`. A profile
 model and scale; it only chooses *values*, never adds behaviour. The resolved config is saved as
 ``config.json`` beside the run and inside every checkpoint.
 
+A run configuration file (``--config run.toml``, :func:`load_run_file`) holds the same dotted
+fields as ``--set``, as TOML tables or dotted keys; ``train`` and ``reproduce`` apply it over the
+profile (``--set`` wins), and the run's ``config.json`` keeps its path, sha256 and text
+(``config_file``).
+
 The ``paper`` profile is the recipe of Lim et al. (Section 4.2; ``docs/protocol.md#training-recipe``), field
 by field: 48x48 LR patches, random horizontal flips and 90-degree rotations, DIV2K mean handled by
 the model, batch 16, Adam (0.9, 0.999, 1e-8), lr 1e-4 halved every 2e5 updates, L1 loss, 3e5
@@ -15,16 +20,24 @@ one random scale per minibatch.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from sr_bench.errors import DataError, UsageError
 from sr_bench.images import atomic_write
 from sr_bench.lookup import Registry
 from sr_bench.models import get_spec
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (a dependency there)
+    import tomli as tomllib
 
 __all__ = [
     "EXECUTION_FIELDS",
@@ -36,8 +49,10 @@ __all__ = [
     "RuntimeConfig",
     "TrainConfig",
     "ValConfig",
+    "RunFile",
     "config_diff",
     "gpu_profile",
+    "load_run_file",
     "make_config",
     "paper_profile",
     "quick_profile",
@@ -157,6 +172,9 @@ class TrainConfig:
     #: the profile the values came from, and what it changed against the paper's recipe.
     profile: str = "paper"
     notes: tuple[str, ...] = ()
+    #: the run configuration file (``--config run.toml``) the values came from: its ``path``,
+    #: ``sha256`` and ``text``; empty when there was none.
+    config_file: dict[str, Any] = field(default_factory=dict)
     version: int = CONFIG_VERSION
 
     # ---- serialisation -------------------------------------------------------------------
@@ -239,16 +257,19 @@ def field_names() -> list[str]:
     return sorted(_flatten(TrainConfig().to_dict()))
 
 
-def check_fields(keys: typing.Iterable[str]) -> None:
-    """Raise :class:`UnknownFieldError` naming the first unknown dotted field and close matches."""
+def check_fields(keys: typing.Iterable[str], where: str = "--set") -> None:
+    """Raise :class:`UnknownFieldError` naming the first unknown dotted field and close matches
+    (``where``: what gave it, ``--set`` or a run file)."""
     import difflib
 
     known = field_names()
     for key in keys:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+            leaf = key.rsplit(".", 1)[-1]
+            same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf]  # a field under another section
+            close = list(dict.fromkeys(same_leaf + difflib.get_close_matches(key, known, n=3, cutoff=0.6)))[:3]
             hint = f"did you mean {', '.join(close)}?" if close else f"fields: {', '.join(known)}"
-            raise UnknownFieldError(f"--set {key}: TrainConfig has no field {key!r}; {hint}")
+            raise UnknownFieldError(f"{where} {key}: TrainConfig has no field {key!r}; {hint}")
 
 
 def restate_iterations(cfg: TrainConfig, default: int) -> TrainConfig:
@@ -264,6 +285,7 @@ def restate_iterations(cfg: TrainConfig, default: int) -> TrainConfig:
 #: anything else must equal the checkpoint's config (the recipe of a run never changes midway).
 #: ``optim.iterations`` may grow: the schedule is a function of the update count alone.
 EXECUTION_FIELDS = (
+    "config_file",
     "data.root",
     "data.num_workers",
     "data.prefetch_factor",
@@ -289,11 +311,15 @@ EXECUTION_FIELDS = (
 )
 
 
+#: fields whose value is a mapping (one field, not a section of fields)
+_MAPPING_FIELDS = ("model.options", "config_file")
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and k != "options":
+        if isinstance(v, dict) and key not in _MAPPING_FIELDS:
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
@@ -304,6 +330,63 @@ def config_diff(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ()) ->
     """Dotted field -> (a's value, b's value) for every field that differs."""
     fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if k not in ignore and fa.get(k) != fb.get(k)}
+
+
+# ---- run configuration files -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A run configuration file: the dotted changes it makes, and the profile, model and scales
+    it names (which choose the starting config rather than change it)."""
+
+    changes: dict[str, Any]
+    profile: str | None
+    model: str | None
+    scales: tuple[int, ...] | None
+    source: dict[str, Any]  # TrainConfig.config_file: path, sha256, text
+
+
+def _parse_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"--config {path}: cannot read it ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+        return tomllib.loads(text), text
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise DataError(f"--config {path}: not valid TOML ({e}); write fields as in --set, e.g. [optim] lr = 2e-4 "
+                        f"or optim.lr = 2e-4") from None
+
+
+def load_run_file(path: str | Path) -> RunFile:
+    """Read a TOML run configuration: the fields of ``--set`` as tables (``[optim]`` ``lr = 2e-4``)
+    or dotted keys (``optim.lr = 2e-4``); ``model.options`` is one table. ``profile``,
+    ``model.name`` and ``model.scales`` choose the starting config. An unknown field, or a value
+    that does not fit its field, is refused naming the file."""
+    path = Path(path).expanduser()
+    data, text = _parse_toml(path)
+    changes = _flatten(data)
+    where = f"--config {path}:"
+    try:
+        check_fields(changes, where=where)
+    except UnknownFieldError as e:
+        raise UsageError(f"{e} (in TOML, the keys after a [table] header belong to that table)") from None
+    profile, model, scales = changes.pop("profile", None), changes.pop("model.name", None), changes.pop(
+        "model.scales", None)
+    try:
+        TrainConfig().replace(**changes)  # every value must fit its field
+        scales = tuple(_coerce(tuple[int, ...], scales, "model.scales")) if scales is not None else None
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"{where} {e}") from None
+    for name, value in (("profile", profile), ("model.name", model)):
+        if value is not None and not isinstance(value, str):
+            raise UsageError(f"{where} {name} must be a string, got {value!r}")
+    source = {"path": str(path.resolve()), "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text}
+    return RunFile(changes, profile, model, scales, source)
 
 
 # ---- profiles -------------------------------------------------------------------------------

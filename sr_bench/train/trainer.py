@@ -57,7 +57,7 @@ def _init_from(model: nn.Module, source: str) -> str:
     """Load ``source`` fully when it fits the model; for a single-scale model from another scale,
     load everything but the upsampler and say what was loaded and left."""
     path, _ = resolve_weights(source)
-    state, _, _ = read_state_dict(path)
+    state, _, _ = read_state_dict(path, model_state=model.state_dict())  # BasicSR's mean: the model's options
     try:
         check_state_dict(model, state, what=f"--init {path.name}")
     except WeightsMismatchError as full_error:

@@ -47,7 +47,12 @@ def check_finite(state: Mapping[str, torch.Tensor], *, what: str = "checkpoint")
 
 
 def read_state_dict(
-    path: str | os.PathLike, *, fits: Collection[str] | None = None
+    path: str | os.PathLike,
+    *,
+    fits: Collection[str] | None = None,
+    model_state: Mapping[str, torch.Tensor] | None = None,
+    param_key: str | None = None,
+    model_options: Mapping[str, object] | None = None,
 ) -> tuple[dict[str, torch.Tensor], str, dict[str, object]]:
     """Read a weights file on the CPU, convert it to sr_bench's layout and refuse NaN/Inf.
 
@@ -56,7 +61,9 @@ def read_state_dict(
         order the converters ran (``"state_dict"``: an official ``.pt`` / sr_bench plain
         state_dict; ``"safetensors"``; ``"sr_bench-checkpoint"``; ``"basicsr+basicsr-edsr"``;
         ``"lightning"``; ``"dataparallel"``, ...). Metadata holds the plain entries of training
-        checkpoints and the string metadata of safetensors files.
+        checkpoints and the string metadata of safetensors files. ``model_state`` (the target
+        model's state: values a format keeps outside its files), ``param_key`` and
+        ``model_options``: see :class:`sr_bench.weights.convert.ConvertContext`.
     """
     path = Path(path)
     meta: dict[str, object] = {}
@@ -77,7 +84,8 @@ def read_state_dict(
                 f"or corrupt; {type(e).__name__}); save only the state_dict, e.g. "
                 f"torch.save(ckpt['state_dict' or 'params'], 'weights.pt'), or re-download the file"
             ) from e
-    state, formats, more = convert_checkpoint(obj, what=str(path), fits=fits)
+    state, formats, more = convert_checkpoint(obj, what=str(path), fits=fits, model_state=model_state,
+                                              param_key=param_key, model_options=model_options)
     check_finite(state, what=str(path))
     container = ["safetensors"] if path.suffix == ".safetensors" else []
     return state, "+".join(container + formats) or "state_dict", {**meta, **more}
@@ -117,11 +125,17 @@ def load_weights(
     *,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    param_key: str | None = None,
+    model_options: Mapping[str, object] | None = None,
 ) -> WeightsInfo:
     """Load ``source`` (a registered name or a file) into ``model`` strictly.
 
     The file is read on the CPU and copied into the model's parameters whatever their device and
-    dtype. A local file whose sha256 matches a registered checkpoint is identified as it.
+    dtype. A local file whose sha256 matches a registered checkpoint is identified as it. Values
+    a format keeps outside its files (BasicSR's mean and range) come from ``model``'s options;
+    ``model_options``, the options it was built with as the user gave them, lets the loader say
+    which of those values it assumed. ``param_key`` picks the entry of a file holding several
+    (BasicSR's ``params`` / ``params_ema``).
 
     Raises:
         WeightsMismatchError: the checkpoint is for another architecture or scale (explained).
@@ -131,7 +145,9 @@ def load_weights(
     path, spec = resolve_weights(source, cache_dir=cache_dir, progress=progress)
     digest = sha256_file(path)
     spec = spec or identify_weights(digest)
-    state, fmt, meta = read_state_dict(path, fits=model.state_dict().keys())
+    target = model.state_dict()
+    state, fmt, meta = read_state_dict(path, fits=target.keys(), model_state=target, param_key=param_key,
+                                       model_options=model_options)
     check_state_dict(model, state, what=f"checkpoint {path.name}")
     model.load_state_dict(state, strict=True)
     log.info("loaded %s (%s, %d tensors, sha256 %s…)", path, fmt, len(state), digest[:12])
@@ -177,7 +193,7 @@ def partial_load(
     """
     if not isinstance(state, Mapping):
         path, _ = resolve_weights(state)
-        state, _, _ = read_state_dict(path)
+        state, _, _ = read_state_dict(path, model_state=model.state_dict())
     exclude = tuple(exclude)
     target = model.state_dict()
     want = {k for k in target if not _excluded(k, exclude)}
