@@ -382,9 +382,24 @@ def _loop(ctx: Context, all_steps: list[Step], budget: Budget) -> str | None:
 
 def run(options: RunOptions, budget: Budget | None = None) -> int:
     """One call: the pending steps within the budget, then the summary and the export. Returns 0
-    when every step is done, :data:`EXIT_CALL_AGAIN` when steps are left, 1 when one failed."""
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    when every step is done, :data:`EXIT_CALL_AGAIN` when steps are left, 1 when one failed. The
+    call's log lines are also appended to ``gpu_run.log`` in the results folder."""
     options.out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(options.out / "gpu_run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logger = logging.getLogger("sr_bench")
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:  # called from Python: the file gets the INFO lines (-q keeps WARNING)
+        logger.setLevel(logging.INFO)
+    try:
+        return _call(options, budget)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _call(options: RunOptions, budget: Budget | None) -> int:
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     budget = budget or Deadline.after(max(options.budget_s - RESERVE_S, 0.0))
     datasets, absent = available_datasets(options.data_root)
     ctx = Context(options, State(options.out / "state.json"), datasets, absent)
@@ -528,13 +543,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, s in state.data["steps"].items():
             print(f"{name}: {s.get('status')} ({s.get('seconds', '?')} s)")
         return 0
-    options = _options(a)
-    options.out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(options.out / "gpu_run.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-    logging.getLogger("sr_bench").addHandler(handler)
-    try:
-        return run(options)
-    finally:
-        logging.getLogger("sr_bench").removeHandler(handler)
-        handler.close()
+    return run(_options(a))
