@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import tarfile
@@ -19,7 +20,8 @@ import torch
 from sr_bench import deadline
 from sr_bench.deadline import Deadline, DeadlineReached, time_budget
 from sr_bench.gpu_run import preflight, staging
-from sr_bench.gpu_run.runner import EXIT_CALL_AGAIN, TINY, RunOptions, main, run
+from sr_bench.gpu_run import runner
+from sr_bench.gpu_run.runner import EXIT_CALL_AGAIN, REAL, TINY, RunOptions, main, run
 from sr_bench.images import write_image
 from sr_bench.records import read_records
 from sr_bench.train import TrainingStopped, make_config, train
@@ -58,7 +60,7 @@ def test_training_stops_at_the_deadline_with_a_checkpoint_and_resumes(small_trai
     cfg = make_config("smoke", "edsr-baseline", 2, **{
         "data.dataset": str(small_train_folders["train"]), "val.dataset": str(small_train_folders["val"]),
         "model.options": {"blocks": 1, "filters": 8}, "out": str(tmp_path / "run"), "runtime.progress": False,
-        "runtime.device": "cpu", "data.num_workers": 0, "optim.iterations": 6})
+        "runtime.device": "cpu", "data.num_workers": 0, "optim.iterations": 6, "runtime.log_every": 50})
     updates = []
     clock = _Clock()
 
@@ -79,6 +81,19 @@ def test_training_stops_at_the_deadline_with_a_checkpoint_and_resumes(small_trai
     assert result.iterations == 6 and updates == [1, 2, 3, 4, 5, 6] and result.resumed_from == 2
 
 
+def test_reproduce_stops_before_an_evaluation_pass_once_the_budget_ran_out(tmp_path, monkeypatch):
+    from sr_bench.reproduce import ReproduceConfig
+    from sr_bench.reproduce import run as reproduce_run
+
+    monkeypatch.delenv("SR_BENCH_DATA", raising=False)
+    config = ReproduceConfig(profile="smoke", results=str(tmp_path / "r"), runs=str(tmp_path / "runs"),
+                             models=("bicubic",), table1=False, progress=False)
+    with pytest.raises(DeadlineReached, match="before evaluating bicubic x2 on embedded"), \
+            time_budget(Deadline.after(-1)):
+        reproduce_run(config)
+    assert read_records(tmp_path / "r" / "records.jsonl") == []
+
+
 # ---- the runner at smoke size ---------------------------------------------------------------------
 
 
@@ -95,7 +110,7 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 class _UntilTraining:
-    """A budget that runs out once the part-2 training run has logged its first update."""
+    """A budget that runs out once the EDSR-baseline training run has logged its first update."""
 
     def __init__(self, log: Path) -> None:
         self.log = log
@@ -117,14 +132,14 @@ def test_tiny_run_stops_at_the_deadline_keeps_finished_records_and_resumes(tiny_
     state = json.loads((out / "state.json").read_text())
     status = {name: s["status"] for name, s in state["steps"].items()}
     assert status == {"estimate": "done", "tests": "skipped", "bench-edsr-baseline-x2": "done",
-                      "bench-edsr-x2": "done", "reproduce-part-1": "done", "reproduce-part-2": "stopped"}
-    assert state["calls"][-1]["left"] == ["reproduce-part-2", "tables"]
+                      "bench-edsr-x2": "done", "reproduce-bicubic": "done", "reproduce-edsr-baseline": "stopped"}
+    assert state["calls"][-1]["left"] == ["reproduce-edsr-baseline", "tables"]
     bicubic = [r for r in read_records(out / "records.jsonl") if r.model == "bicubic"]
     assert len(bicubic) == 6 and {r.dataset for r in bicubic} == {"Set5"}  # part 1's records are kept
     assert torch.load(log.parent / "checkpoint.pt", weights_only=True)["iteration"] < 8  # stopped mid-run
     bench = json.loads((out / "bench-edsr-baseline-x2.json").read_text())
     assert bench["math_mode"] == "fp32-ieee" and bench["end_to_end_updates"] == TINY.bench_updates
-    assert "reproduce-part-2: stopped" in (out / "summary.md").read_text()
+    assert "reproduce-edsr-baseline: stopped" in (out / "summary.md").read_text()
 
     # the next call, as the command line makes it: only what is left
     assert main(["--tiny", "--device", "cpu", "--out", str(out), "--runs", str(runs), "--data-root", str(tiny_root),
@@ -146,6 +161,43 @@ def test_tiny_run_stops_at_the_deadline_keeps_finished_records_and_resumes(tiny_
     # here, the returned archive unpacks into a results folder
     staging.import_results(tmp_path / "OUT" / staging.ARCHIVE, tmp_path / "here")
     assert (tmp_path / "here" / "records.jsonl").read_bytes() == (out / "records.jsonl").read_bytes()
+
+
+def _ctx(tmp_path, sizes=TINY, doc=None) -> runner.Context:
+    options = RunOptions(out=tmp_path, runs=tmp_path, data_root=None, device="cpu", budget_s=60.0, sizes=sizes)
+    return runner.Context(options, runner.State(tmp_path / "state.json"), ["Set5"], {}, doc)
+
+
+def test_a_step_that_does_not_fit_waits_for_the_next_call_unless_it_is_the_first(tmp_path):
+    ran = []
+
+    def step(name, seconds):
+        return runner.Step(name, name, lambda ctx: ran.append(name) or {}, lambda ctx: seconds)
+
+    steps = [step("a", 500.0), step("b", 50.0), step("c", 500.0), step("d", None)]
+    ctx = _ctx(tmp_path)
+    why = runner._loop(ctx, steps, Deadline.after(100))
+    assert ran == ["a", "b"] and why.startswith("c needs about 500 s and")
+    assert runner._loop(ctx, steps, Deadline.after(100)) is None  # the next call: c comes first
+    assert ran == ["a", "b", "c", "d"]
+    assert {n: s["status"] for n, s in ctx.state.data["steps"].items()} == dict.fromkeys("abcd", "done")
+
+
+def test_the_real_steps_and_their_estimates_from_the_dry_run(tmp_path):
+    names = [s.name for s in runner.steps(REAL)]
+    assert names == ["estimate", "tests", "bench-edsr-baseline-x2", "bench-edsr-x2", "reproduce-bicubic",
+                     "reproduce-srresnet", "reproduce-vdsr", "reproduce-edsr-baseline", "reproduce-mdsr-baseline",
+                     "reproduce-mdsr", "reproduce-edsr", "tables"]
+    doc = {"models": [{"model": "edsr", "runs": [{"seconds_per_update": 0.03}], "train_s": 100.0, "eval_s": 20.0}]}
+    ctx = _ctx(tmp_path, REAL, doc)
+    by_name = {s.name: s for s in runner.steps(REAL)}
+    assert by_name["reproduce-edsr"].estimate_s(ctx) == 120.0
+    assert by_name["reproduce-mdsr"].estimate_s(ctx) is None  # not in the estimate: unknown, never zero
+    # amp auto twice (2 x 13 updates of 2 trainers), 3 warm-up, the timed end-to-end run and its warm-up
+    expected = runner.BENCH_OVERHEAD_S + (20 + 200 + 3 + 52) * 0.03 + 0.5
+    assert by_name["bench-edsr-x2"].estimate_s(ctx) == pytest.approx(expected)
+    assert "| reproduce-edsr | reproduce --profile gpu --models edsr | to do | 120 s |" in runner._plan_text(
+        ctx, runner.steps(REAL))
 
 
 def test_the_command_refuses_a_cpu_without_tiny_and_bad_values(capsys):
@@ -239,3 +291,28 @@ def test_the_module_checks_packages_before_importing_the_runner(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 1 and "error: this Python lacks no-such-dist" in done.stderr
     assert "sr_bench.gpu_run.runner" not in done.stderr
+
+
+def test_nox_gpu_session_runs_the_command_with_the_python_at_hand(tiny_root, tmp_path):
+    """`nox -s gpu` makes no environment (venv_backend none) and installs nothing: it runs
+    ``python -m sr_bench.gpu_run`` with ``$SR_BENCH_PYTHON``, and a finished call exits 0."""
+    pytest.importorskip("nox")
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "SR_BENCH_DATA"}
+    env.update(SR_BENCH_PYTHON=sys.executable, SR_BENCH_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
+    args = ["--tiny", "--device", "cpu", "--out", str(tmp_path / "gpu"), "--runs", str(tmp_path / "runs"),
+            "--data-root", str(tiny_root), "--budget-min", "3", "-q"]
+    done = subprocess.run([sys.executable, "-m", "nox", "-f", str(root / "noxfile.py"), "-s", "gpu", "--", *args],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{sys.executable} -m sr_bench.gpu_run --tiny" in done.stderr  # nox logs the command it ran
+    state = json.loads((tmp_path / "gpu" / "state.json").read_text())
+    assert state["steps"]["tables"]["status"] == "done" and (tmp_path / "gpu" / "table3.md").is_file()
+
+
+def test_bench_figures_are_judged_against_the_h200_targets_and_pytest_counts_are_read():
+    ok = runner._verdicts("edsr-baseline", {"end_to_end_updates_per_s": 151.0, "ratio": 0.89})
+    assert ok == {"min_end_to_end_updates_per_s": "met: 151 (>= 150)", "min_ratio": "NOT met: 0.89 (>= 0.9)"}
+    assert runner._verdicts("edsr", {"step_ms": 23.5}) == {"max_step_ms": "NOT met: 23.5 (<= 23)"}
+    text = "....\nFAILED tests/x.py::t - boom\n==== 1 failed, 11 passed, 2 skipped, 650 deselected, 1 error in 61.2s ===="
+    assert runner._pytest_counts(text) == {"failed": 1, "passed": 11, "skipped": 2, "deselected": 650, "error": 1}

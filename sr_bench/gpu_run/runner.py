@@ -10,14 +10,18 @@ less :data:`RESERVE_S` for the tables and the export) runs out:
 3. ``bench-edsr-baseline-x2``, ``bench-edsr-x2``: :func:`sr_bench.bench.measure` on the gpu
    profile's recipe: compute-only step, end to end after a warm-up, MFU against the peak of the
    math the step ran in;
-4. ``reproduce-part-1``, ``reproduce-part-2``: :func:`sr_bench.reproduce.run` on the parts of
-   :data:`sr_bench.reproduce.GPU_PARTS` (records, Table 3, per-model times);
-5. ``tables``: Table 3 over every record with every part's reasons for the cells not measured,
+4. ``reproduce-MODEL``, one step per model of :data:`sr_bench.reproduce.GPU_PARTS` in their
+   order: :func:`sr_bench.reproduce.run` with ``--models MODEL`` (its runs trained and scored:
+   records, Table 3, per-model times). One step per model, not per part: a machine given back
+   between two calls keeps no checkpoint, so a stopped step costs at most one model's training;
+5. ``tables``: Table 3 over every record with every model's reasons for the cells not measured,
    and ``summary.md``.
 
-A step that cannot stop midway (tests, bench) starts only when its estimate fits the time left;
-training stops at the deadline after its current update, with a checkpoint, and evaluation before
-its next pass (:mod:`sr_bench.deadline`), so finished records stay and the next call continues.
+A step starts only when its estimate fits the time left, or when it is the first step of the
+call (a step longer than a whole call then stops at the deadline and continues in the next call
+on the same machine). Training stops at the deadline after its current update, with a
+checkpoint, and evaluation before its next pass (:mod:`sr_bench.deadline`), so finished records
+stay; tests and bench cannot stop midway and are left whole for the next call.
 The state of every step (done, stopped, failed, skipped; seconds; figures) is kept in
 ``state.json`` beside the results, and each call appends to ``gpu_run.log``.
 """
@@ -25,6 +29,7 @@ The state of every step (done, stopped, failed, skipped; seconds; figures) is ke
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -84,9 +89,10 @@ class Sizes:
     """What the real run and the tiny one (CI, a CPU) differ in."""
 
     profile: str
-    parts: dict[str, tuple[str, ...]]
+    #: the models of Table 3, in the order they run (one reproduce step each)
+    models: tuple[str, ...]
     bench_models: tuple[str, ...]
-    #: TrainConfig changes of every training run of the parts (reproduce --set)
+    #: TrainConfig changes of every training run (reproduce --set)
     overrides: dict[str, Any] = field(default_factory=dict)
     bench_changes: dict[str, Any] = field(default_factory=dict)
     bench_updates: int = 200
@@ -97,9 +103,9 @@ class Sizes:
     targets: bool = True
 
 
-REAL = Sizes("gpu", dict(GPU_PARTS), ("edsr-baseline", "edsr"))
+REAL = Sizes("gpu", tuple(m for part in GPU_PARTS.values() for m in part), ("edsr-baseline", "edsr"))
 _TINY_NET = {"model.options": {"blocks": 1, "filters": 8}, "data.num_workers": 0}
-TINY = Sizes("smoke", {"1": ("bicubic",), "2": ("edsr-baseline",)}, ("edsr-baseline", "edsr"), dict(_TINY_NET),
+TINY = Sizes("smoke", ("bicubic", "edsr-baseline"), ("edsr-baseline", "edsr"), dict(_TINY_NET),
              {**_TINY_NET, "data.patch_size": 8, "data.batch_size": 2}, bench_updates=3, bench_warmup=1,
              bench_step_updates=2, estimate_budget_s=5.0, targets=False)
 
@@ -167,7 +173,7 @@ class Context:
                                overrides=dict(self.sizes.overrides), progress=False)
 
     def all_models(self) -> tuple[str, ...]:
-        return tuple(m for part in self.sizes.parts.values() for m in part)
+        return self.sizes.models
 
 
 @dataclass(frozen=True)
@@ -176,8 +182,6 @@ class Step:
     what: str
     run: Callable[[Context], dict[str, Any]]
     estimate_s: Callable[[Context], float | None]
-    #: stops by itself at the deadline (training, evaluation): may start with little time left
-    interruptible: bool = False
 
 
 # ---- the steps -------------------------------------------------------------------------------
@@ -198,6 +202,7 @@ def _estimate(ctx: Context) -> dict[str, Any]:
 
 
 def _model_seconds(ctx: Context, model: str) -> float | None:
+    """The estimate's train and evaluation seconds of ``model`` on this device."""
     doc = ctx.estimate_doc
     if doc is None:
         return None
@@ -289,22 +294,14 @@ def _bench_estimate(model: str) -> Callable[[Context], float | None]:
     return seconds
 
 
-def _reproduce(part: str) -> Callable[[Context], dict[str, Any]]:
-    def run_part(ctx: Context) -> dict[str, Any]:
-        reproduce_run(ctx.reproduce_config(ctx.sizes.parts[part]))
+def _reproduce(model: str) -> Callable[[Context], dict[str, Any]]:
+    def run_model(ctx: Context) -> dict[str, Any]:
+        reproduce_run(ctx.reproduce_config([model]))
         times = ctx.options.out / f"times-{ctx.sizes.profile}.json"
         merged = json.loads(times.read_text()) if times.is_file() else {}
-        return {"models": {m: merged[m] for m in ctx.sizes.parts[part] if m in merged}}
+        return {"times": merged.get(model, {})}
 
-    return run_part
-
-
-def _part_estimate(part: str) -> Callable[[Context], float | None]:
-    def seconds(ctx: Context) -> float | None:
-        each = [_model_seconds(ctx, m) for m in ctx.sizes.parts[part]]
-        return None if any(s is None for s in each) else sum(s for s in each if s is not None)
-
-    return seconds
+    return run_model
 
 
 def _tables(ctx: Context) -> dict[str, Any]:
@@ -320,9 +317,9 @@ def steps(sizes: Sizes) -> list[Step]:
            Step("tests", "pytest -m gpu", _tests,
                 lambda ctx: float(ctx.state.step("tests").get("seconds") or TESTS_ESTIMATE_S))]
     out += [Step(f"bench-{m}-x2", f"sr_bench.bench {m} x2", _bench(m), _bench_estimate(m)) for m in sizes.bench_models]
-    out += [Step(f"reproduce-part-{p}", f"reproduce --profile {sizes.profile} --models {' '.join(models)}",
-                 _reproduce(p), _part_estimate(p), interruptible=True) for p, models in sizes.parts.items()]
-    out.append(Step("tables", "Table 3 over every part, summary", _tables, lambda ctx: 5.0))
+    out += [Step(f"reproduce-{m}", f"reproduce --profile {sizes.profile} --models {m}", _reproduce(m),
+                 functools.partial(_model_seconds, model=m)) for m in sizes.models]
+    out.append(Step("tables", "Table 3 over every model, summary", _tables, lambda ctx: 5.0))
     return out
 
 
@@ -368,11 +365,11 @@ def _pending(ctx: Context, all_steps: list[Step]) -> list[Step]:
 
 def _loop(ctx: Context, all_steps: list[Step], budget: Budget) -> str | None:
     """Run the pending steps; returns why this call stopped early (None: nothing left)."""
-    for step in _pending(ctx, all_steps):
+    for i, step in enumerate(_pending(ctx, all_steps)):
         if budget.expired():
             return f"the time budget ran out before {step.name}"
         est = step.estimate_s(ctx)
-        if not step.interruptible and est is not None and est > budget.remaining():
+        if i > 0 and est is not None and est > budget.remaining():
             return f"{step.name} needs about {est:.0f} s and {max(budget.remaining(), 0):.0f} s are left"
         log.info("%s: %s (estimate %s)", step.name, step.what, "?" if est is None else f"{est:.0f} s")
         if _run_step(ctx, step, budget) == "stopped":

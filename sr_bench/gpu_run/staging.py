@@ -94,7 +94,7 @@ def _choose(source: Path, budget: int) -> tuple[list[Staged], list[Path]]:
         every, hr = dataset_files(ds), [ref.hr_path for ref in ds.images]
         for mode, files in (("whole", every), ("HR only", hr)):
             size = sum(f.stat().st_size for f in files)
-            if size <= budget and (mode == "whole" or len(hr) < len(every)):
+            if size <= budget:  # a set without LR files is the same both ways: never "HR only"
                 staged.append(Staged(name, mode, len(files), size))
                 chosen += files
                 budget -= size
