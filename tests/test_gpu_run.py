@@ -19,8 +19,7 @@ import torch
 
 from sr_bench import deadline
 from sr_bench.deadline import Deadline, DeadlineReached, time_budget
-from sr_bench.gpu_run import preflight, staging
-from sr_bench.gpu_run import runner
+from sr_bench.gpu_run import preflight, runner, staging
 from sr_bench.gpu_run.runner import EXIT_CALL_AGAIN, REAL, TINY, RunOptions, main, run
 from sr_bench.images import write_image
 from sr_bench.records import read_records
@@ -314,5 +313,6 @@ def test_bench_figures_are_judged_against_the_h200_targets_and_pytest_counts_are
     ok = runner._verdicts("edsr-baseline", {"end_to_end_updates_per_s": 151.0, "ratio": 0.89})
     assert ok == {"min_end_to_end_updates_per_s": "met: 151 (>= 150)", "min_ratio": "NOT met: 0.89 (>= 0.9)"}
     assert runner._verdicts("edsr", {"step_ms": 23.5}) == {"max_step_ms": "NOT met: 23.5 (<= 23)"}
-    text = "....\nFAILED tests/x.py::t - boom\n==== 1 failed, 11 passed, 2 skipped, 650 deselected, 1 error in 61.2s ===="
+    text = ("....\nFAILED tests/x.py::t - boom\n"
+            "==== 1 failed, 11 passed, 2 skipped, 650 deselected, 1 error in 61.2s ====")
     assert runner._pytest_counts(text) == {"failed": 1, "passed": 11, "skipped": 2, "deselected": 650, "error": 1}
