@@ -1,5 +1,6 @@
 """Sessions: `nox -s tests` (CI), `nox -s lint` (CI), `nox -s reproduce` (the main job), `nox -s bench`,
-`nox -s slow`, `nox -s wheel` (build the wheel and try it as a user would).
+`nox -s slow`, `nox -s wheel` (build the wheel and try it as a user would), `nox -s gpu` (everything
+still to measure on a GPU, with the Python at hand: no environment is made; docs/gpu.md).
 
 torch comes from SR_BENCH_TORCH (default torch==2.13.0: on this workplace's machines that is a
 local CPU wheel; on a CUDA machine pip picks the matching CUDA build of the same release).
@@ -89,6 +90,25 @@ def reproduce(session: nox.Session) -> None:
     _install(session, "test,cluster")
     session.run("python", "-m", "sr_bench.reproduce", *session.posargs,
                 interrupt_timeout=INTERRUPT_TIMEOUT_S, terminate_timeout=INTERRUPT_TIMEOUT_S)
+
+
+#: ``python -m sr_bench.gpu_run``'s exit status for a call that stopped at its deadline with steps
+#: left: not a failure, the same command continues
+GPU_CALL_AGAIN = 75
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """Everything still to measure on a GPU, in one resumable command (docs/gpu.md): `nox -s gpu --
+    --budget-min 9 --data-root .gpu_carry/data` runs `python -m sr_bench.gpu_run ARGS` with the
+    Python that already has torch (`$SR_BENCH_PYTHON`, default python3), installing nothing: for a
+    GPU machine without network. Steps: the gpu-marked tests, sr_bench.bench for EDSR-baseline x2
+    and EDSR x2, the reproduce --profile gpu parts; results in results/gpu/. A call that stops at
+    its deadline exits 75 (steps left: run it again), which nox counts as success."""
+    python = os.environ.get("SR_BENCH_PYTHON", "python3")
+    session.run(python, "-m", "sr_bench.gpu_run", *session.posargs, external=True,
+                success_codes=[0, GPU_CALL_AGAIN], interrupt_timeout=INTERRUPT_TIMEOUT_S,
+                terminate_timeout=INTERRUPT_TIMEOUT_S)
 
 
 @nox.session

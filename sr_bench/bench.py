@@ -9,12 +9,16 @@ It reports, for the config the ``--profile`` gives (default ``paper``: batch 16,
   device, by the trainer's own ``Trainer.step`` (same precision choice, memory format and loss),
   timed over a few updates after warm-up;
 * **end to end**: updates/s through the real trainer (:func:`sr_bench.train.train`: data
-  sampling, logging, checkpoints) for ``--updates`` updates, and its ratio to the compute-only
-  step (the aim is at least 0.9: data, logging and checkpoints cost under a tenth of the time);
+  sampling, logging, checkpoints) in the precision the compute-only step used, over
+  ``--updates`` updates after ``--warmup-updates`` untimed ones (cuDNN's autotuning,
+  ``torch.compile`` and CUDA-graph capture happen there), the device synchronised at both ends;
+  and its ratio to the compute-only step (the aim is at least 0.9: data, logging and checkpoints
+  cost under a tenth of the time);
 * **FLOP/s and MFU**: training FLOPs per update are 3x the forward's (the backward costs two
   forwards, the usual convention), forward FLOPs from :mod:`sr_bench.flops`. MFU is achieved /
-  peak. The peak is ``--peak-tflops``, else a table of known GPUs (dense bf16 tensor-core figures
-  from NVIDIA's data sheets), else, on the CPU, a float32 matrix product measured here;
+  peak, for the math the step ran in (IEEE float32, TF32, bf16 or fp16: each has its own peak).
+  The peak is ``--peak-tflops``, else :data:`KNOWN_PEAKS_TFLOPS` (NVIDIA's data sheets, dense),
+  else a matrix product in that math measured here;
 * **evaluation**: images/s of EDSR+ (self-ensemble) x4 on Urban100 (the embedded photos without
   a data root), in float32 and bfloat16, with the PSNR each gives; the difference is the cost of
   bf16 inference (meaningful with trained weights: ``--eval-weights official`` or a file).
@@ -50,8 +54,10 @@ from sr_bench.inference import prepare_model, resolve_device
 from sr_bench.models import create, get_spec
 from sr_bench.models.registry import parse_option
 from sr_bench.paths import default_results_dir
+from sr_bench.precision import backend_flags, math_mode, training_flags
+from sr_bench.records import environment
 from sr_bench.train import make_config, resolve_config, train
-from sr_bench.train.trainer import Trainer, cpu_has_native_bf16, time_amp
+from sr_bench.train.trainer import Trainer, cpu_has_native_bf16, device_sync, time_amp
 from sr_bench.weights import check_weights_path
 
 __all__ = ["BenchResult", "StepTiming", "time_updates", "time_trainer_updates", "time_forward", "peak_flops",
@@ -59,17 +65,24 @@ __all__ = ["BenchResult", "StepTiming", "time_updates", "time_trainer_updates", 
 
 log = logging.getLogger("sr_bench.bench")
 
-#: dense bf16 tensor-core peaks (TFLOP/s) from NVIDIA's data sheets (H100/H200 SXM: 989.5; H100
-#: PCIe: 756; A100: 312; L40S: 362; RTX 4090: 165 with fp32 accumulation); matched against
-#: ``torch.cuda.get_device_name``, longest name first.
-KNOWN_PEAKS_TFLOPS: dict[str, float] = {
-    "H100 PCIe": 756.0,
-    "H100": 989.5,
-    "H200": 989.5,
-    "GH200": 989.5,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "RTX 4090": 165.2,
+#: dense peaks (TFLOP/s) of each math mode (sr_bench.precision.math_mode), matched against
+#: ``torch.cuda.get_device_name``, longest name first. From NVIDIA's data sheets, whose tensor-core
+#: figures are quoted with 2:4 sparsity and are halved here:
+#: H100 SXM5 and H200 SXM (same chip and clocks; "NVIDIA H100 Tensor Core GPU" and "NVIDIA H200
+#: Tensor Core GPU" data sheets): FP32 67, TF32 989 / 2, BF16 and FP16 1,979 / 2;
+#: H100 PCIe: FP32 51, TF32 756 / 2, BF16/FP16 1,513 / 2;
+#: A100 ("NVIDIA A100 Tensor Core GPU" data sheet, dense figures): FP32 19.5, TF32 156, BF16/FP16 312;
+#: L40S ("NVIDIA L40S" data sheet): FP32 91.6, TF32 366 / 2, BF16/FP16 733 / 2;
+#: RTX 4090 (Ada Lovelace architecture whitepaper, appendix A): FP32 82.6, TF32 82.6, FP16/BF16
+#: with FP32 accumulation 165.2.
+KNOWN_PEAKS_TFLOPS: dict[str, dict[str, float]] = {
+    "H100 PCIe": {"fp32-ieee": 51.0, "tf32": 378.0, "bf16": 756.5, "fp16": 756.5},
+    "H100": {"fp32-ieee": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5},
+    "H200": {"fp32-ieee": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5},
+    "GH200": {"fp32-ieee": 67.0, "tf32": 494.5, "bf16": 989.5, "fp16": 989.5},
+    "A100": {"fp32-ieee": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
+    "L40S": {"fp32-ieee": 91.6, "tf32": 183.0, "bf16": 366.5, "fp16": 366.5},
+    "RTX 4090": {"fp32-ieee": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2},
 }
 
 
@@ -89,6 +102,8 @@ class StepTiming:
     amp: str
     updates: int
     samples: tuple[float, ...] = ()
+    #: the math of the timed updates (sr_bench.precision.math_mode); "" where not known
+    math_mode: str = ""
 
 
 def _resolved(cfg: Any, device: torch.device, batch: int) -> Any:
@@ -127,11 +142,19 @@ def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warm
     fmt = trainer.memory_format
     x = torch.rand(b, 3, p, p, device=device).contiguous(memory_format=fmt)
     y = torch.rand(b, 3, p * scale, p * scale, device=device).contiguous(memory_format=fmt)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as the trainer: fixed patch sizes
+    with training_flags(device, cfg.runtime.tf32):  # as the trainer: TF32 as configured, the autotuner on CUDA
+        samples, done = _timed_rounds(trainer, x, y, scale, warmup, updates, budget_s, max_updates)
+    return StepTiming(statistics.median(samples), p, b, cfg.runtime.amp, done, tuple(samples), trainer.math_mode)
+
+
+def _timed_rounds(trainer: Trainer, x: torch.Tensor, y: torch.Tensor, scale: int, warmup: int, updates: int,
+                  budget_s: float, max_updates: int) -> tuple[list[float], int]:
+    """(seconds per update of each timed round, updates timed) for :func:`time_updates`."""
+    device = trainer.device
+    sync = device_sync(device)
     for _ in range(warmup):
         trainer.step(x, y, scale)
-    _sync(device)
+    sync()
     samples: list[float] = []
     per_round, done, t_start = 1, 0, time.perf_counter()
     while done < max_updates and (len(samples) < updates or time.perf_counter() - t_start < budget_s):
@@ -139,12 +162,12 @@ def time_updates(cfg: Any, device: str | torch.device, *, updates: int = 3, warm
         t0 = time.perf_counter()
         for _ in range(n):
             trainer.step(x, y, scale)
-        _sync(device)
+        sync()
         samples.append((time.perf_counter() - t0) / n)
         done += n
         if device.type == "cuda" and len(samples) == 1:
             per_round = max(1, int(CUDA_ROUND_S / max(samples[0], 1e-6)))
-    return StepTiming(statistics.median(samples), p, b, cfg.runtime.amp, done, tuple(samples))
+    return samples, done
 
 
 class _Enough(Exception):
@@ -181,7 +204,7 @@ def time_trainer_updates(cfg: Any, device: str | torch.device, *, updates: int =
     samples = [b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1:], strict=False)]
     amp = "bf16" if cfg.runtime.amp == "auto" and _cpu_bf16() else cfg.runtime.amp
     return StepTiming(statistics.median(samples), cfg.data.patch_size, cfg.data.batch_size, amp, len(samples),
-                      tuple(samples))
+                      tuple(samples), math_mode(amp, dev, tf32=cfg.runtime.tf32))
 
 
 def _cpu_bf16() -> bool:
@@ -206,38 +229,52 @@ def time_forward(model: str, scale: int, device: str | torch.device, *, size: in
     return (time.perf_counter() - t0) / repeats
 
 
-def _cpu_matmul_peak(n: int = 1024, repeats: int = 5) -> float:
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    a @ b
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+#: the matrix-product dtype and TF32 setting that measure each math mode's peak
+_PEAK_PRODUCT = {"fp32-ieee": (torch.float32, False), "tf32": (torch.float32, True), "bf16": (torch.bfloat16, None),
+                 "fp16": (torch.float16, None)}
 
 
-def peak_flops(device: str | torch.device, peak_tflops: float | None = None) -> tuple[float, str]:
-    """(peak FLOP/s, where the figure comes from) for MFU."""
+def _measured_matmul_peak(device: torch.device, mode: str) -> tuple[float, str]:
+    """FLOP/s of a square matrix product in ``mode``'s math on ``device`` (the best of a few on
+    the CPU; the mean of ten after a warm-up on CUDA)."""
+    dtype, tf32 = _PEAK_PRODUCT.get(mode, (torch.float32, False))
+    n, repeats = (8192, 10) if device.type == "cuda" else (1024, 5)
+    a = torch.rand(n, n, device=device, dtype=dtype)
+    with backend_flags(tf32=tf32):
+        a @ a
+        _sync(device)
+        if device.type == "cuda":
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                a @ a
+            _sync(device)
+            seconds = (time.perf_counter() - t0) / repeats
+        else:
+            seconds = math.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                a @ a
+                seconds = min(seconds, time.perf_counter() - t0)
+    where = "this CPU" if device.type == "cpu" else str(device)
+    return 2 * n**3 / seconds, f"measured {n}x{n} {mode} matrix product on {where}"
+
+
+def peak_flops(device: str | torch.device, peak_tflops: float | None = None,
+               mode: str = "bf16") -> tuple[float, str]:
+    """(peak FLOP/s, where the figure comes from) of ``device`` in math ``mode``
+    (:func:`sr_bench.precision.math_mode`: an fp32 step is measured against the fp32 or TF32 peak,
+    never the bf16 one): ``peak_tflops`` when given, else :data:`KNOWN_PEAKS_TFLOPS` for a known
+    GPU, else a matrix product measured in that math."""
     device = torch.device(resolve_device(str(device)))
     if peak_tflops:
         return peak_tflops * 1e12, "--peak-tflops"
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key in sorted(KNOWN_PEAKS_TFLOPS, key=len, reverse=True):
-            if key in name:
-                return KNOWN_PEAKS_TFLOPS[key] * 1e12, f"{key} dense bf16 data-sheet peak"
-        log.warning("no known peak for %s: pass --peak-tflops; using a measured bf16 matrix product", name)
-        n = 8192
-        a = torch.rand(n, n, device=device, dtype=torch.bfloat16)
-        a @ a
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(10):
-            a @ a
-        _sync(device)
-        return 10 * 2 * n**3 / (time.perf_counter() - t0), f"measured {n}x{n} bf16 matmul"
-    return _cpu_matmul_peak(), "measured 1024x1024 float32 matmul on this CPU"
+            if key in name and mode in KNOWN_PEAKS_TFLOPS[key]:
+                return KNOWN_PEAKS_TFLOPS[key][mode] * 1e12, f"{key} dense {mode} data-sheet peak"
+        log.warning("no known %s peak for %s: pass --peak-tflops; using a measured matrix product", mode, name)
+    return _measured_matmul_peak(device, mode)
 
 
 def train_flops_per_update(cfg: Any) -> float:
@@ -265,20 +302,42 @@ class BenchResult:
     peak_source: str
     mfu: float
     eval: list[dict[str, Any]]
+    #: the math of both the compute-only step and the end-to-end run (sr_bench.precision.math_mode)
+    math_mode: str = ""
+    #: untimed end-to-end updates before the timed ones (autotuning, compilation)
+    end_to_end_warmup: int = 0
+    host: str = ""
 
 
-def _end_to_end(cfg: Any, device: str, updates: int, data_root: str | None) -> float:
-    """Updates/s of the real trainer over ``updates`` updates (validation on one image, at the end)."""
+def _end_to_end(cfg: Any, device: str, updates: int, warmup: int, data_root: str | None) -> float:
+    """Updates/s of the real trainer from update ``warmup`` to ``warmup + updates`` (validation on
+    one image, at the end; never reached): the first ``warmup`` updates hold cuDNN's autotuning,
+    ``torch.compile`` and CUDA-graph capture, which a long run pays once. The device is
+    synchronised at both ends, so queued work is counted where it runs."""
+    sync = device_sync(torch.device(resolve_device(device)))
+    stamps: dict[int, float] = {}
+    first, last = max(warmup, 1), max(warmup, 1) + updates
+
+    def stamp(event: dict[str, Any]) -> None:
+        if event["iteration"] in (first, last):
+            sync()
+            stamps[event["iteration"]] = time.perf_counter()
+            if event["iteration"] == last:
+                raise _Enough
+
     with tempfile.TemporaryDirectory(prefix="sr_bench_bench_") as tmp:
-        changes: dict[str, Any] = {"out": tmp, "runtime.device": device, "optim.iterations": updates,
-                                   "val.every": 0, "val.max_images": 1, "runtime.save_every": max(updates, 1),
+        changes: dict[str, Any] = {"out": tmp, "runtime.device": device, "optim.iterations": last + 1,
+                                   "val.every": 0, "val.max_images": 1, "runtime.save_every": last + 1,
                                    "runtime.progress": False}
         if data_root:
             changes["data.root"] = data_root
         if find_data_root(data_root) is None:
             changes.update({"data.dataset": "embedded-train", "val.dataset": "embedded"})
-        result = train(cfg.replace(**changes), log=lambda msg: log.debug(msg))
-    return float(result.updates_per_second)
+        try:
+            train(cfg.replace(**changes), callbacks=[stamp], log=lambda msg: log.debug(msg))
+        except _Enough:
+            pass
+    return updates / (stamps[last] - stamps[first])
 
 
 def _eval_speed(device: str, data_root: str | None, weights: str, n_images: int) -> list[dict[str, Any]]:
@@ -301,30 +360,34 @@ def _eval_speed(device: str, data_root: str | None, weights: str, n_images: int)
 
 
 def measure(model: str, scale: int, *, device: str = "auto", profile: str = "paper", updates: int = 200,
-            step_updates: int = 10, peak_tflops: float | None = None, data_root: str | None = None,
-            eval_images: int = 0, eval_weights: str = "random", changes: dict[str, Any] | None = None) -> BenchResult:
-    """Everything in the module docstring, for one config; ``eval_images=0`` skips evaluation."""
+            warmup_updates: int = 20, step_updates: int = 10, peak_tflops: float | None = None,
+            data_root: str | None = None, eval_images: int = 0, eval_weights: str = "random",
+            changes: dict[str, Any] | None = None) -> BenchResult:
+    """Everything in the module docstring, for one config; ``eval_images=0`` skips evaluation. The
+    end-to-end run trains in the precision the compute-only step chose (``amp auto`` is decided
+    once, by the step's timing), so the two figures compare one computation."""
     dev = resolve_device(device)
     if eval_images and eval_weights not in ("random", "official", "none"):
         check_weights_path(eval_weights)  # a missing file fails now, not after the timing runs
     cfg = make_config(profile, model, scale, **(changes or {}))
     step = time_updates(cfg, dev, updates=step_updates, warmup=3)
-    e2e = _end_to_end(cfg, dev, updates, data_root)
+    e2e = _end_to_end(cfg.replace(**{"runtime.amp": step.amp}), dev, updates, warmup_updates, data_root)
     flop = train_flops_per_update(cfg)
-    peak, source = peak_flops(dev, peak_tflops)
+    peak, source = peak_flops(dev, peak_tflops, step.math_mode)
     achieved = flop / step.seconds
     rows = _eval_speed(dev, data_root, eval_weights, eval_images) if eval_images else []
     return BenchResult(model, int(cfg.model.scales[0]), dev, step.amp, step.patch_size, step.batch_size,
                        step.seconds * 1e3, e2e, updates, e2e * step.seconds, flop / 1e12, achieved / 1e12,
-                       peak / 1e12, source, achieved / peak, rows)
+                       peak / 1e12, source, achieved / peak, rows, step.math_mode, max(warmup_updates, 1),
+                       environment(dev)["host"])
 
 
 def to_markdown(r: BenchResult) -> str:
-    crop = f"{r.amp}, batch {r.batch_size}, {r.patch_size}x{r.patch_size}"
+    crop = f"amp {r.amp}: {r.math_mode}, batch {r.batch_size}, {r.patch_size}x{r.patch_size}"
     lines = [f"## {r.model} x{r.scale} on {r.device} ({crop})", "",
              "| measure | value |", "|---|---|",
              f"| compute-only step | {r.step_ms:.4g} ms ({1e3 / r.step_ms:.4g} updates/s) |",
-             f"| end to end, {r.end_to_end_updates} updates through the trainer | "
+             f"| end to end, {r.end_to_end_updates} updates through the trainer after {r.end_to_end_warmup} | "
              f"{r.end_to_end_updates_per_s:.4g} updates/s |",
              f"| end to end / compute-only | {r.ratio:.2f} |",
              f"| training FLOPs per update | {r.tflop_per_update:.4g} TFLOP |",
@@ -345,7 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--model", default="edsr-baseline")
     p.add_argument("--scale", type=cli.positive_int, default=2)
     p.add_argument("--profile", default="paper", help="training profile whose recipe is timed (default paper)")
-    p.add_argument("--updates", type=cli.positive_int, default=200, help="end-to-end updates through the trainer")
+    p.add_argument("--updates", type=cli.positive_int, default=200,
+                   help="timed end-to-end updates through the trainer")
+    p.add_argument("--warmup-updates", type=cli.positive_int, default=20,
+                   help="untimed end-to-end updates first (autotuning, compilation; default 20)")
     p.add_argument("--step-updates", type=cli.positive_int, default=10, help="timed compute-only updates")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="peak TFLOP/s for MFU (default: known GPUs, or a measured matrix product)")
@@ -360,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cli.setup_logging(a.verbosity)
     out = a.out or Path(a.results or default_results_dir()) / f"bench-{a.model}-x{a.scale}.json"
     check_writable(out)  # a read-only or full disk fails now, not after the measurements
-    r = measure(a.model, a.scale, device=a.device, profile=a.profile, updates=a.updates, step_updates=a.step_updates,
+    r = measure(a.model, a.scale, device=a.device, profile=a.profile, updates=a.updates,
+                warmup_updates=a.warmup_updates, step_updates=a.step_updates,
                 peak_tflops=a.peak_tflops, data_root=a.data_root, eval_images=a.eval_images,
                 eval_weights=a.eval_weights, changes=dict(a.set))
 

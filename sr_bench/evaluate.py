@@ -41,6 +41,7 @@ from sr_bench.inference import memory_size_arg, parse_dtype, prepare_model, reso
 from sr_bench.labels import check_label, csv_text
 from sr_bench.models import create, get_spec, names, parse_option
 from sr_bench.paths import default_results_dir
+from sr_bench.precision import ieee_float32, math_mode
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
 from sr_bench.records import Companion, Record, append_records, default_label, environment, read_records, records_lock
 from sr_bench.scoring import DataFingerprint, dataset_identity, score_image, set_fields
@@ -257,7 +258,9 @@ def evaluate(
                    {k: 0.0 for k in range(len(candidates))}, {s: DataFingerprint() for s in scales})
     bar = tqdm(total=n * len(candidates), desc=f"{dataset.name} ({protocol.name})", file=sys.stderr,
                disable=not progress, unit="sr")
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # IEEE float32 and no autotuning for the networks and the metrics (SSIM filters in float32),
+    # whatever a training run in this process set: a float32 record is float32 on every GPU
+    with ThreadPoolExecutor(max_workers=1) as pool, ieee_float32():
         pending = pool.submit(_load, dataset, 0, scales, not protocol.y_first) if n else None
         for i in range(n):
             assert pending is not None  # submitted above whenever n > 0
@@ -305,6 +308,7 @@ def _records(candidates: Sequence[Candidate], dataset: Dataset, protocol: Protoc
                     model_options=cand.options,
                     device=device,
                     dtype=dtype,
+                    math_mode=math_mode(parse_dtype(dtype), device, tf32=False),
                     tile=tile,
                     seconds=round(tally.seconds[k], 3),
                     label=cand.record_label,

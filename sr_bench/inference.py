@@ -7,7 +7,11 @@ The one entry point evaluation calls is :func:`super_resolve`. Guarantees:
 * tiles overlap by at least ``model.receptive_field`` LR pixels, so a tiled result equals the
   whole-image forward up to float rounding (< 1e-4 in 0..1 units), at any scale and image size;
 * on a CUDA out-of-memory error the tile is halved and the image run again (a whole-image run
-  falls back to tiles), down to :data:`MIN_TILE`;
+  falls back to tiles), down to :data:`MIN_TILE`; a self-ensemble batch that does not fit first
+  falls back to one transform at a time (whole images), and only then to tiles;
+* float32 runs in IEEE float32, never TF32, without cuDNN's autotuner
+  (:func:`sr_bench.precision.ieee_float32`, for the call only): outputs and records mean the
+  same on every GPU;
 * geometric self-ensemble (EDSR+/MDSR+): the 8 combinations of flip-W, flip-H and transpose;
   each output is transformed back and the 8 are averaged in float32. The 8 inputs run as one
   batch (square images) or two batches of 4 (the transposed ones have the other shape) when the
@@ -40,6 +44,7 @@ from torch import nn
 
 from sr_bench.errors import DataError, UserError
 from sr_bench.models.fusion import cpu_fusion_disabled, set_cpu_fusion
+from sr_bench.precision import ieee_float32
 
 __all__ = [
     "DeviceError",
@@ -476,10 +481,12 @@ def tile_for_budget(model: nn.Module, scale: int, memory_budget: int | str, chan
 
 
 class _Runner:
-    """Runs the model whole or tiled, shrinking the tile on out-of-memory errors."""
+    """Runs the model whole or tiled, shrinking the tile on out-of-memory errors (unless
+    ``shrink`` is False: the error is then the caller's to handle)."""
 
-    def __init__(self, model: nn.Module, scale: int, tile: int | None, channels_last: bool) -> None:
-        self.model, self.scale, self.tile = model, scale, tile
+    def __init__(self, model: nn.Module, scale: int, tile: int | None, channels_last: bool, *,
+                 shrink: bool = True) -> None:
+        self.model, self.scale, self.tile, self.shrink = model, scale, tile, shrink
         self.overlap = int(getattr(model, "receptive_field", 0))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
@@ -498,7 +505,7 @@ class _Runner:
                 return forward_tiled(self._forward, x, self.scale, self.tile, self.overlap)
             except torch.OutOfMemoryError:
                 current = max(H, W) if self.tile is None else min(self.tile, max(H, W))
-                if current // 2 < MIN_TILE:
+                if not self.shrink or current // 2 < MIN_TILE:
                     raise
                 log.warning(
                     "out of memory with %s; retrying with %d-pixel tiles",
@@ -593,11 +600,29 @@ def _super_resolve_modes(
     tile = _checked_tile(model, tile)
     if tile is None and memory_budget is not None:
         tile = tile_for_budget(model, scale, memory_budget, lr.shape[1])
-    runner = _Runner(model, scale, tile, _is_channels_last(model))
-    with torch.inference_mode():
+    channels_last = _is_channels_last(model)
+    with torch.inference_mode(), ieee_float32():
         if True not in modes:
-            return {False: runner(lr)}
+            return {False: _Runner(model, scale, tile, channels_last)(lr)}
         if batch_transforms is None:
             batch_transforms = _batch_fits(model, lr, scale, tile, memory_budget)
-        plain, ensemble = _ensemble(runner, lr, batch_transforms)
+        plain, ensemble = _ensemble_falling_back(model, lr, scale, tile, channels_last, batch_transforms)
         return {m: ensemble if m else plain for m in modes}
+
+
+def _ensemble_falling_back(model: nn.Module, lr: torch.Tensor, scale: int, tile: int | None, channels_last: bool,
+                           batched: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_ensemble`, batched when asked; a batch that runs out of memory falls back to one
+    transform at a time at the same tile (an 8-image batch needs 8x the memory of one image:
+    shrinking its tiles first would end at :data:`MIN_TILE` and fail where one transform at a
+    time fits), and only that path shrinks tiles further."""
+    if batched:
+        try:
+            return _ensemble(_Runner(model, scale, tile, channels_last, shrink=False), lr, True)
+        except torch.OutOfMemoryError:
+            log.warning("out of memory running the self-ensemble's transforms as one batch%s; running them one "
+                        "at a time", "" if tile is None else f" ({tile}-pixel tiles)")
+        # outside the except block the failed batch's tensors are released
+        if lr.device.type == "cuda":
+            torch.cuda.empty_cache()
+    return _ensemble(_Runner(model, scale, tile, channels_last), lr, False)

@@ -105,8 +105,8 @@ class RecordKey(NamedTuple):
 
 
 #: what a ``previous`` entry keeps of an earlier measurement
-MEASUREMENT_FIELDS = ("psnr", "ssim", "date", "device", "dtype", "host", "sr_bench_version", "torch_version",
-                      "sr_bench_commit", "checksum")
+MEASUREMENT_FIELDS = ("psnr", "ssim", "date", "device", "dtype", "math_mode", "host", "sr_bench_version",
+                      "torch_version", "sr_bench_commit", "checksum")
 
 
 @dataclass
@@ -128,6 +128,9 @@ class Record:
     lr_source: str = ""  # "file" (MATLAB-made LR files), "generated" (sr_bench's MATLAB bicubic), "mixed"
     device: str = "cpu"
     dtype: str = "float32"
+    #: the math the network ran in (sr_bench.precision.math_mode): "fp32-ieee", "bf16", "fp16"
+    #: ("tf32" is never used by evaluation); "" for SR folders and records written before the field
+    math_mode: str = ""
     tile: int | None = None
     seconds: float = 0.0
     sr_bench_version: str = ""
@@ -405,8 +408,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "weights": (str, _NONE), "dataset": (str,), "scale": (int,), "self_ensemble": (bool,),
     "protocol": (str,), "n_images": (int,), "per_image": (list,), "weights_source": (str, _NONE),
     "profile": (str, _NONE), "model_options": (dict,), "data_sha256": (str,), "lr_source": (str,), "device": (str,),
-    "dtype": (str,), "tile": (int, _NONE), "sr_bench_version": (str,), "torch_version": (str,), "host": (str,),
-    "date": (str,), "label": (str,), "n_expected": (int,), "source": (str,), "sr_dir": (str, _NONE),
+    "dtype": (str,), "math_mode": (str,), "tile": (int, _NONE), "sr_bench_version": (str,), "torch_version": (str,),
+    "host": (str,), "date": (str,), "label": (str,), "n_expected": (int,), "source": (str,), "sr_dir": (str, _NONE),
     "sr_sha256": (str, _NONE), "sr_bench_commit": (str,), "previous": (list,), "checksum": (str,),
 }
 
@@ -800,17 +803,20 @@ def _commit_of_this_code() -> str:
 
 def git_commit() -> str:
     """The sr_bench checkout's short commit, with ``+uncommitted`` when the code or the published
-    numbers (``sr_bench/``, ``baselines/``) have local changes; generated results do not count."""
+    numbers (``sr_bench/``, ``baselines/``) have local changes; generated results do not count.
+    A copy of a checkout without its ``.git`` (the tree sent to a GPU machine) says so, with the
+    commit its sender put in ``$SR_BENCH_COMMIT`` (``python -m sr_bench.gpu_run --prepare`` does)."""
     here = Path(__file__).resolve().parents[1]
+    given = os.environ.get("SR_BENCH_COMMIT", "")
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"],
                               check=False, capture_output=True, text=True, cwd=here, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "sr_bench", "baselines"],
                                check=False, capture_output=True, text=True, cwd=here, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return f"{given} (copy without .git)" if given else "unknown"
     if head.returncode != 0:
-        return "unknown (not a git checkout)"
+        return f"{given} (copy without .git)" if given else "unknown (not a git checkout)"
     return head.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
 
 

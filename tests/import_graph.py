@@ -34,17 +34,19 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("primitives", (
         "sr_bench.version", "sr_bench.errors", "sr_bench.lookup", "sr_bench.paths", "sr_bench.cli", "sr_bench.images",
         "sr_bench.resize", "sr_bench.metrics", "sr_bench.baselines", "sr_bench.download", "sr_bench.labels",
-        "sr_bench.storage",
+        "sr_bench.storage", "sr_bench.precision", "sr_bench.deadline",
     )),
     ("models and protocols", (
-        "sr_bench.models", "sr_bench.models.*", "sr_bench.protocols", "sr_bench.image_score", "sr_bench.inference", "sr_bench.flops",
+        "sr_bench.models", "sr_bench.models.*", "sr_bench.protocols", "sr_bench.image_score", "sr_bench.inference",
+        "sr_bench.flops",
     )),
     ("weights", ("sr_bench.weights", "sr_bench.weights.*")),
     ("data", ("sr_bench.data", "sr_bench.data.*")),
     ("records and tables", ("sr_bench.records", "sr_bench.tables", "sr_bench.tables.*")),
     ("evaluation", ("sr_bench.scoring", "sr_bench.sr_folder", "sr_bench.evaluate")),
     ("training", ("sr_bench.train", "sr_bench.train.*")),
-    ("reproduction", ("sr_bench.bench", "sr_bench.cpu_speed", "sr_bench.reproduce", "sr_bench.ablate")),
+    ("reproduction", ("sr_bench.bench", "sr_bench.cpu_speed", "sr_bench.reproduce", "sr_bench.ablate",
+                      "sr_bench.gpu_run", "sr_bench.gpu_run.*")),
     ("cluster", ("sr_bench.launch", "sr_bench.launch.*")),
     ("commands", (
         "sr_bench.upscale", "sr_bench.compare", "sr_bench.figure", "sr_bench.data.__main__",

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from sr_bench import cli
+from sr_bench import cli, deadline
 from sr_bench.bench import time_forward, time_trainer_updates, time_updates, train_flops_per_update
 from sr_bench.data import DatasetNotFound, data_root, evaluation_sets, open_dataset
 from sr_bench.evaluate import Candidate, evaluate, load_candidates
@@ -514,7 +514,8 @@ def missing_modes(job: Job, cand: Candidate, protocol: str, dataset: str, done: 
 def evaluate_job(job: Job, cands: list[Candidate], config: ReproduceConfig, records_path: Path,
                   done: list) -> None:
     """Score ``cands`` on every protocol and dataset of ``job`` that ``done`` lacks, appending the
-    records after each dataset (an interrupted evaluation continues from there)."""
+    records after each dataset (an interrupted evaluation continues from there). A time budget
+    (:mod:`sr_bench.deadline`) that has run out stops it before the next pass."""
     for protocol in job.protocols:
         for ds_name in job.datasets:
             ds = open_dataset(ds_name, config.data_root)
@@ -522,6 +523,7 @@ def evaluate_job(job: Job, cands: list[Candidate], config: ReproduceConfig, reco
                 todo = missing_modes(job, cand, protocol, ds_name, done)
                 if not todo:
                     continue
+                deadline.check(f"evaluating {job.model} x{cand.scale} on {ds_name} ({protocol})")
                 log.info("evaluating %s x%d on %s (%s%s)", job.model, cand.scale, ds_name, protocol,
                          ", self-ensemble" if True in todo else "")
                 recs = evaluate([cand], ds, protocol, self_ensemble=todo, device=config.device_name,

@@ -147,6 +147,12 @@ class RuntimeConfig:
     #: a run; on the CPU bf16 where it has native bf16 instructions), ``bf16``, ``fp16`` (CUDA,
     #: with a GradScaler) or ``none``.
     amp: Literal["auto", "bf16", "fp16", "none"] = "auto"
+    #: float32 convolutions and matrix products of training in TF32 on GPUs that have it (Ampere
+    #: and later; a 10-bit mantissa): PyTorch's own default for cuDNN convolutions, what the gpu
+    #: profile's update counts were measured with, and finer than the bf16 that ``amp auto`` may
+    #: pick. False: IEEE float32, as the paper's 2017 GPUs computed. Evaluation is IEEE float32
+    #: either way (sr_bench.precision); the run's log says which math it trained in.
+    tf32: bool = True
     channels_last: bool = True
     #: ``torch.compile`` mode for the training forward pass (``reduce-overhead``: CUDA graphs).
     compile: Literal["none", "default", "reduce-overhead"] = "none"
@@ -299,6 +305,7 @@ EXECUTION_FIELDS = (
     "val.protocol",
     "runtime.device",
     "runtime.amp",
+    "runtime.tf32",
     "runtime.channels_last",
     "runtime.compile",
     "runtime.threads",

@@ -52,8 +52,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from sr_bench import deadline
 from sr_bench.data import DatasetNotFound, open_dataset
 from sr_bench.data import data_root as find_data_root
+from sr_bench.precision import training_flags
 from sr_bench.train import patches as P
 from sr_bench.train.checkpoint import rng_state, save_checkpoint, seed_everything, set_rng_state, training_state
 from sr_bench.train.config import TrainConfig, make_config
@@ -194,8 +196,6 @@ def _build_trainer(plan: RunPlan, loader_gen: torch.Generator, say: Say) -> Trai
     cfg, state = plan.config, plan.state
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
-    if plan.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed patch sizes: autotune each convolution once
     seed_everything(cfg.seed)
     loader_gen.manual_seed(cfg.seed)
     trainer = Trainer(cfg, plan.device, world_size=plan.world, warm_start=plan.warm_start is not None)
@@ -210,13 +210,26 @@ def _build_trainer(plan: RunPlan, loader_gen: torch.Generator, say: Say) -> Trai
 # ---- phase 3: the loop -----------------------------------------------------------------------------
 
 
+#: the signal a run stopped by the time budget (sr_bench.deadline) reports, as Slurm's warning
+#: before a time limit: stopped early, checkpoint saved, to be resumed (exit status 140)
+DEADLINE_SIGNAL = getattr(signal, "SIGUSR2", signal.SIGTERM)
+
+
 class _StopSignals:
     """:data:`STOP_SIGNALS` ask the loop to stop after the current update and save a checkpoint
-    (handlers can only be installed from the main thread; elsewhere signals act as before)."""
+    (handlers can only be installed from the main thread; elsewhere signals act as before); so
+    does the time budget (:mod:`sr_bench.deadline`) once it has run out, read by :meth:`requested`."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.by_deadline = False
         self._previous: dict[int, Any] = {}
+
+    def requested(self) -> bool:
+        """Whether a stop was asked for: a signal, or the time budget (one clock read)."""
+        if self.signum is None and deadline.expired():
+            self.signum, self.by_deadline = DEADLINE_SIGNAL, True
+        return self.signum is not None
 
     def __enter__(self) -> _StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -296,14 +309,9 @@ class _Loop:
 
     def validate(self) -> list[dict]:
         cfg, device = self.cfg, self.plan.device
-        benchmark = torch.backends.cudnn.benchmark
-        torch.backends.cudnn.benchmark = False  # full images of many sizes: no autotuning per shape
-        try:
-            recs = validate(self.trainer.net, cfg.val.dataset, cfg.model.scales, name=cfg.model.name,
-                            root=cfg.data.root, protocol=cfg.val.protocol, device=device,
-                            max_images=cfg.val.max_images)
-        finally:
-            torch.backends.cudnn.benchmark = benchmark
+        # evaluation sets its own flags for the call (IEEE float32, no autotuning per image size)
+        recs = validate(self.trainer.net, cfg.val.dataset, cfg.model.scales, name=cfg.model.name,
+                        root=cfg.data.root, protocol=cfg.val.protocol, device=device, max_images=cfg.val.max_images)
         for r in recs:
             r["iteration"] = self.iteration
             self.history.append(r)
@@ -364,6 +372,8 @@ class _Loop:
             disable=not (self.plan.is_main and cfg.runtime.progress),
         )
         t_ready = time.perf_counter()
+        if self.plan.world == 1 and stop.requested():  # the budget ran out before the first update of this call
+            total = self.iteration
         while self.iteration < total:
             try:
                 batch = next(source)
@@ -387,9 +397,9 @@ class _Loop:
                     "scale": scale})
             # one process reads its own flag every update (no device sync); under DDP the ranks
             # agree at log points, so that all of them stop after the same update
-            stop_now = stop.signum is not None and self.plan.world == 1
+            stop_now = stop.requested() and self.plan.world == 1
             if self.iteration % cfg.runtime.log_every == 0 or self.iteration == total or stop_now:
-                if self.log_point(lr_now, stop.signum is not None):
+                if self.log_point(lr_now, stop.requested()):
                     break
             need_val = cfg.val.every > 0 and self.iteration % cfg.val.every == 0 and self.iteration != total
             need_save = (self.iteration % cfg.runtime.save_every == 0 or self.save_due) and self.iteration != total
@@ -399,7 +409,7 @@ class _Loop:
         self.bar.close()
         return stop.signum if not self.diverged else None
 
-    def stopped(self, signum: int) -> None:
+    def stopped(self, signum: int, by_deadline: bool = False) -> None:
         """Save a checkpoint of the last complete update, log it, and raise (SIGINT:
         KeyboardInterrupt; SIGTERM, SIGUSR2: :class:`TrainingStopped`, exit status 128 + signal)."""
         if self.window.n:  # every rank: a log point agrees across ranks
@@ -407,8 +417,9 @@ class _Loop:
         if self.last_saved != self.iteration:
             self.save()
         barrier(self.plan.world)
-        name = signal.Signals(signum).name
-        self.jlog.write("stopped", iteration=self.iteration, signal=name, train_seconds=round(self.train_seconds(), 2))
+        name = "the time budget ran out" if by_deadline else signal.Signals(signum).name
+        self.jlog.write("stopped", iteration=self.iteration, signal="deadline" if by_deadline else name,
+                        train_seconds=round(self.train_seconds(), 2))
         message = (f"{name} at update {self.iteration} of {self.cfg.optim.iterations}: checkpoint saved in "
                    f"{self.plan.folder.checkpoint}; continue with `python -m sr_bench.train --out "
                    f"{self.plan.folder.out} --resume`, or run again the reproduce/ablate command that started it")
@@ -477,9 +488,9 @@ def _describe(plan: RunPlan, trainer: Trainer, say: Say) -> int:
         f"{cfg.model.name} x{'/x'.join(map(str, cfg.model.scales))} ({n_params:,} parameters, "
         f"{trainer.loss_name.upper()} loss) on {plan.device}{f' x{plan.world} processes' if plan.world > 1 else ''}; "
         f"profile {cfg.profile}: {cfg.optim.iterations} updates, batch {d.batch_size} of {d.patch_size}x{d.patch_size} "
-        f"LR patches, Adam lr {cfg.optim.lr:g} x{cfg.optim.lr_gamma:g} every {cfg.optim.lr_step}; amp {r.amp}, "
-        f"channels_last {r.channels_last}, compile {r.compile}, {d.num_workers} data workers; "
-        f"validation on {cfg.val.dataset}"
+        f"LR patches, Adam lr {cfg.optim.lr:g} x{cfg.optim.lr_gamma:g} every {cfg.optim.lr_step}; "
+        f"amp {r.amp} ({trainer.math_mode}), channels_last {r.channels_last}, compile {r.compile}, "
+        f"{d.num_workers} data workers; validation on {cfg.val.dataset}"
     )
     for note in [*cfg.notes, *plan.folder.notes]:
         say(note)
@@ -500,9 +511,10 @@ def _run(plan: RunPlan, callbacks: Sequence[Callable[[dict[str, Any]], None]], s
     n_params = _describe(plan, trainer, say)
     if plan.state is not None:
         say(f"resuming at update {plan.start} of {cfg.optim.iterations} (next lr {trainer.lr:g})")
-        jlog.write("resume", iteration=plan.start, lr=trainer.lr)
+        jlog.write("resume", iteration=plan.start, lr=trainer.lr, math_mode=trainer.math_mode)
     else:
         jlog.write("start", iteration=0, config=cfg.to_dict(), parameters=n_params, world_size=plan.world,
+                   math_mode=trainer.math_mode,
                    sr_bench=__version__, torch=str(torch.__version__), init=trainer.init_report, data=data_info,
                    amp=amp_record)
     loop = _Loop(plan, trainer, jlog, loader_gen, callbacks, say)
@@ -510,7 +522,7 @@ def _run(plan: RunPlan, callbacks: Sequence[Callable[[dict[str, Any]], None]], s
         with _StopSignals() as stop:
             signum = loop.run(make_source(loader_gen), stop)
             if signum is not None:
-                loop.stopped(signum)
+                loop.stopped(signum, stop.by_deadline)
     return _finish(loop)
 
 
@@ -548,7 +560,10 @@ def train(
     """
     with planned_run(config, resume=resume, overwrite=overwrite) as plan:
         say = (log or logger.info) if plan.is_main else (lambda msg: None)
-        return _run(plan, callbacks, say)
+        # TF32 as runtime.tf32 says, cuDNN's autotuner on CUDA: for this run only (validation
+        # inside it runs IEEE float32 without autotuning; both are restored when train returns)
+        with training_flags(plan.device, plan.config.runtime.tf32):
+            return _run(plan, callbacks, say)
 
 
 def reuse_config(

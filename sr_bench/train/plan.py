@@ -32,6 +32,7 @@ import torch.distributed as dist
 from sr_bench.data import DatasetNotFound, open_dataset
 from sr_bench.errors import UsageError
 from sr_bench.inference import resolve_device
+from sr_bench.precision import math_mode
 from sr_bench.train.config import TrainConfig
 from sr_bench.train.distributed import agree, barrier, dist_env, process_group
 from sr_bench.train.run_dir import RunFolder, RunFolderBusy, open_run, run_lock
@@ -179,7 +180,8 @@ def _amp_auto(cfg: TrainConfig, where: Placement, folder: RunFolder) -> dict[str
         choice = time_amp(cfg, where.device, cfg.data.batch_size // where.world)
         gpu = torch.cuda.get_device_name(where.device) if where.device.type == "cuda" else None
         cached = {"device": str(where.device), "gpu": gpu, "amp": choice.amp, "ms_per_update": choice.ms_per_update,
-                  "reason": choice.reason}
+                  "reason": choice.reason,
+                  "math_mode": {a: math_mode(a, where.device, tf32=cfg.runtime.tf32) for a in choice.ms_per_update}}
         if where.world > 1:  # every rank must train in the same precision: rank 0's timing decides
             box = [cached]
             dist.broadcast_object_list(box, src=0)

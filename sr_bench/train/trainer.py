@@ -2,13 +2,18 @@
 
 Also the precision rule of ``runtime.amp auto``: on CUDA :func:`choose_amp` times a few updates
 in fp32 and in bf16 and keeps the faster one (measured on an H200: bf16 is slower than fp32
-channels_last for the launch-bound EDSR-baseline, 1.9x faster for EDSR 32x256); on the CPU bf16
+channels_last for the launch-bound EDSR-baseline, 1.9x faster for EDSR 32x256); bf16 is a
+candidate only where the GPU runs it natively (compute capability 8.0 and later); on the CPU bf16
 only where the CPU has native bf16 instructions.
+
+Adam runs fused on CUDA (:func:`make_optimizer`): one kernel for every parameter, and with fp16's
+GradScaler no host synchronisation per update.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import platform
 import time
 from collections.abc import Callable, Mapping
@@ -22,10 +27,12 @@ from torch import nn
 
 from sr_bench.models import create, get_spec
 from sr_bench.models.common import Upsampler
-from sr_bench.train.config import TrainConfig
+from sr_bench.precision import cuda_bf16_native, math_mode, training_flags
+from sr_bench.train.config import OptimConfig, TrainConfig
 from sr_bench.weights import WeightsMismatchError, check_state_dict, partial_load, read_state_dict, resolve_weights
 
-__all__ = ["Trainer", "AmpChoice", "choose_amp", "time_amp", "cpu_has_native_bf16", "BF16_MARGIN"]
+__all__ = ["Trainer", "AmpChoice", "choose_amp", "time_amp", "cpu_has_native_bf16", "bf16_native", "device_sync",
+           "fused_optimizer", "make_optimizer", "BF16_MARGIN"]
 
 #: bf16 must be at least this much faster than fp32 to be chosen: it costs precision, so a tie
 #: (or timing noise) goes to fp32.
@@ -46,6 +53,44 @@ def cpu_has_native_bf16() -> bool:
             flags = set(line.split(":", 1)[1].split())
             return bool(flags & {"avx512_bf16", "amx_bf16"})
     return False
+
+
+def bf16_native(device: torch.device | str) -> bool:
+    """Whether ``device`` computes in bf16 natively: CUDA compute capability 8.0 and later (an
+    older GPU emulates it, slower than float32), or a CPU with bf16 instructions."""
+    device = torch.device(device)
+    return cuda_bf16_native(device) if device.type == "cuda" else cpu_has_native_bf16()
+
+
+def device_sync(device: torch.device | str) -> Callable[[], None]:
+    """What waits for ``device``'s queued work: ``torch.cuda.synchronize(device)`` for a GPU
+    (that GPU, not the current one: a run on ``cuda:1`` timed against ``cuda:0``'s queue would
+    measure nothing), nothing elsewhere (CPU work is synchronous)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return functools.partial(torch.cuda.synchronize, device)
+    return lambda: None
+
+
+def fused_optimizer(device: torch.device | str) -> bool:
+    """Whether Adam runs fused on ``device``: on CUDA, where it updates every parameter in one
+    kernel and, under fp16's GradScaler, skips an overflowing step on the device (the unfused step
+    reads the overflow flag with ``.item()``: a host synchronisation per update). The CPU keeps
+    torch's default implementation, so its runs stay bit-identical to earlier ones."""
+    return torch.device(device).type == "cuda"
+
+
+#: Adam's param-group keys that say how it runs, not what it computes: a checkpoint made on
+#: another device must not bring its own (a fused trainer given unfused groups would hand
+#: GradScaler's device-side flags to a step that refuses them)
+_EXECUTION_KEYS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def make_optimizer(params: list[nn.Parameter], optim: OptimConfig, device: torch.device | str) -> torch.optim.Adam:
+    """The run's Adam, fused where :func:`fused_optimizer` says."""
+    execution = {"fused": True} if fused_optimizer(device) else {}
+    return torch.optim.Adam(params, lr=optim.lr, betas=(optim.betas[0], optim.betas[1]), eps=optim.eps,
+                            weight_decay=optim.weight_decay, **execution)
 
 
 def _upsampler_prefixes(model: nn.Module) -> tuple[str, ...]:
@@ -119,17 +164,16 @@ class Trainer:
         to_device: Any = net.to  # its stubs omit the memory_format keyword, which it accepts
         net = to_device(device=device, memory_format=self.memory_format)
         self.net = net
-        self.optimizer = torch.optim.Adam(
-            [p for p in self.net.parameters() if p.requires_grad],
-            lr=cfg.optim.lr, betas=(cfg.optim.betas[0], cfg.optim.betas[1]), eps=cfg.optim.eps,
-            weight_decay=cfg.optim.weight_decay,
-        )
+        self.optimizer = make_optimizer([p for p in self.net.parameters() if p.requires_grad], cfg.optim, device)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=cfg.optim.lr_step, gamma=cfg.optim.lr_gamma
         )
         amp = cfg.runtime.amp if amp is None else amp
         self.amp_dtype = _AMP_DTYPES.get(amp)
-        self.scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        #: the math of the training forward and backward (sr_bench.precision.math_mode), under
+        #: sr_bench.precision.training_flags(device, cfg.runtime.tf32)
+        self.math_mode = math_mode(amp, device, tf32=cfg.runtime.tf32)
+        self.scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
         self.runner: nn.Module = self.net
         if world_size > 1:
             self.net, self.runner = _wrap_ddp(self.net, device, len(cfg.model.scales) > 1)
@@ -185,7 +229,11 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["model"], strict=True)
+        execution = {k: self.optimizer.param_groups[0][k] for k in _EXECUTION_KEYS
+                     if k in self.optimizer.param_groups[0]}
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # how this trainer runs Adam, not how the saver did
+            group.update(execution)
         # StepLR's state is its update count and current lr: restored as saved, never stepped
         # again here (the official port halves the lr once more on every resume).
         self.scheduler.load_state_dict(state["scheduler"])
@@ -238,17 +286,27 @@ def choose_amp(
 
 
 def time_amp(cfg: TrainConfig, device: torch.device, batch: int, steps: int = 10) -> AmpChoice:
-    """:func:`choose_amp` on throwaway copies of the network (fp32 and bf16) and random patches
-    of the run's shape, on a CUDA device. The run's own weights, optimiser and RNG streams are
-    untouched (the caller seeds after this)."""
+    """:func:`choose_amp` on throwaway copies of the network (fp32, and bf16 where
+    :func:`bf16_native`) and random patches of the run's shape, timed as the run will train: its
+    memory format, its TF32 setting and cuDNN's autotuner (:func:`~sr_bench.precision.training_flags`,
+    restored after), waiting on the run's own device. The run's weights, optimiser and RNG streams
+    are untouched (the caller seeds after this), and both copies are freed, and CUDA's cached
+    blocks returned, before this returns: the free memory the run reads next is really free."""
+    device = torch.device(device)
+    amps = ["none"] + (["bf16"] if bf16_native(device) else [])
+    with training_flags(device, cfg.runtime.tf32):
+        choice = _time_candidates(cfg, device, batch, amps, steps)
+    gc.collect()  # any reference cycle of the trainers (optimiser, scheduler), before the cache is emptied
+    torch.cuda.empty_cache()  # a no-op where CUDA was never initialised
+    return choice
+
+
+def _time_candidates(cfg: TrainConfig, device: torch.device, batch: int, amps: list[str], steps: int) -> AmpChoice:
+    """Build, time and drop one throwaway trainer per precision (nothing of them outlives this call)."""
     scale, p = cfg.model.scales[0], cfg.data.patch_size
-    x = torch.rand(batch, 3, p, p, device=device).contiguous(memory_format=torch.channels_last)
-    y = torch.rand(batch, 3, p * scale, p * scale, device=device).contiguous(memory_format=torch.channels_last)
-    amps = ["none"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    fmt = torch.channels_last if cfg.runtime.channels_last else torch.contiguous_format
+    x = torch.rand(batch, 3, p, p, device=device).contiguous(memory_format=fmt)
+    y = torch.rand(batch, 3, p * scale, p * scale, device=device).contiguous(memory_format=fmt)
     trainers = {a: Trainer(cfg, device, warm_start=False, amp=a) for a in amps}
-    try:
-        steps_of = {a: functools.partial(t.step, x, y, scale) for a, t in trainers.items()}
-        return choose_amp(steps_of, steps=steps, sync=torch.cuda.synchronize)
-    finally:
-        del trainers
-        torch.cuda.empty_cache()
+    steps_of = {a: functools.partial(t.step, x, y, scale) for a, t in trainers.items()}
+    return choose_amp(steps_of, steps=steps, sync=device_sync(device))
