@@ -16,7 +16,9 @@ Running the same command again after a failure, an outage or a kill continues fr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import os
 import signal
 import time
 import uuid
@@ -46,8 +48,6 @@ POLL_S = {"local": 1.0, "slurm": 30.0}
 def _threads(options: LaunchOptions, cluster: str) -> int | None:
     """Intra-op threads per job: Slurm's ``cpus_per_task``, or locally the cores shared out over
     the jobs that run at once (unless ``OMP_NUM_THREADS`` says)."""
-    import os
-
     if "OMP_NUM_THREADS" in os.environ:
         return None
     if cluster == "slurm":
@@ -261,8 +261,6 @@ def dry_run(config: ReproduceConfig, options: LaunchOptions, verbosity: int = 0)
     check_parameters(options)
     cluster = resolve_cluster(options)
     the_launch, queued = prepare(config, options, cluster, verbosity)
-    import dataclasses
-
     import torch
 
     here = config if torch.cuda.is_available() else dataclasses.replace(config, device="cpu")  # a login node

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,8 +195,6 @@ class Ledger:
         job_id = str(entry["job_id"])
         if entry["cluster"] == "local":
             return job_id if job_id.isdigit() and _local_alive(int(job_id)) else None
-        import subprocess
-
         from submitit import SlurmJob
 
         try:

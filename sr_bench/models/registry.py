@@ -21,8 +21,10 @@ module imports no source; a source imports this module.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
@@ -250,9 +252,6 @@ def options(name: str) -> dict[str, object]:
 def parse_option(text: str) -> tuple[str, object]:
     """A ``create()`` option (or config field) from command-line text ``KEY=VALUE``; VALUE is read
     as JSON where it can be (8, 0.1, true), else kept as a string. Usable as argparse ``type=``."""
-    import argparse
-    import json
-
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. batch_norm=true; got {text!r}")

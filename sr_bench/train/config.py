@@ -20,6 +20,7 @@ one random scale per minibatch.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import sys
@@ -266,8 +267,6 @@ def field_names() -> list[str]:
 def check_fields(keys: typing.Iterable[str], where: str = "--set") -> None:
     """Raise :class:`UnknownFieldError` naming the first unknown dotted field and close matches
     (``where``: what gave it, ``--set`` or a run file)."""
-    import difflib
-
     known = field_names()
     for key in keys:
         if key not in known:

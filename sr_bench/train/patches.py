@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import random
+import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -190,8 +191,6 @@ def _kinds(scales) -> list[str]:
 def _write_pack(folder: Path, names: list[str], scales, images) -> None:
     """Stream decoded images into one raw file per kind; ``index.json`` (sizes, shapes, offsets)
     is written last, so a pack without a complete index is never used."""
-    import tempfile
-
     folder.mkdir(parents=True, exist_ok=True)
     kinds = _kinds(scales)
     tmp: dict[str, Path] = {}
