@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,28 @@ def small_train_folders(tmp_path_factory, textured) -> dict[str, Path]:
         Image.fromarray(textured(h, w, i)).save(root / "train" / f"t{i}.png")
     Image.fromarray(textured(48, 60, 99)).save(root / "val" / "v0.png")
     return {"train": root / "train", "val": root / "val", "cache": root / "cache"}
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: creating a file in ``folder`` (or below) fails with EROFS, as on a read-only
+    disk (tests may run as root, where a chmod does not stop writes)."""
+    real_mkstemp, real_open = tempfile.mkstemp, os.open
+    folders: set[Path] = set()
+
+    def blocked(path) -> bool:
+        return any(Path(path).resolve().is_relative_to(f) for f in folders)
+
+    def mkstemp(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own name
+        if dir is not None and blocked(dir):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    def open_(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and blocked(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "open", open_)
+    return lambda folder: folders.add(Path(folder).resolve())

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -34,29 +33,6 @@ from sr_bench.upscale import main as upscale_main
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def read_only(monkeypatch):
-    """``read_only(folder)``: creating a file in ``folder`` (or below) fails with EROFS."""
-    real_mkstemp, real_open = tempfile.mkstemp, os.open
-    folders: set[Path] = set()
-
-    def blocked(path) -> bool:
-        return any(Path(path).resolve().is_relative_to(f) for f in folders)
-
-    def mkstemp(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own name
-        if dir is not None and blocked(dir):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
-        return real_mkstemp(*args, dir=dir, **kwargs)
-
-    def open_(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT and blocked(path):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    monkeypatch.setattr(os, "open", open_)
-    return lambda folder: folders.add(Path(folder).resolve())
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -159,30 +158,6 @@ def disk_full_for(monkeypatch):
     monkeypatch.setattr(os, "fsync", fsync)
     return names.add
 
-
-@pytest.fixture
-def read_only(monkeypatch):
-    """``read_only(folder)``: creating a file in ``folder`` fails with EROFS (tests may run as
-    root, where a chmod does not stop writes)."""
-    real_mkstemp, real_open = tempfile.mkstemp, os.open
-    folders: set[Path] = set()
-
-    def blocked(path) -> bool:
-        return any(Path(path).resolve().is_relative_to(f) for f in folders)
-
-    def mkstemp(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own name
-        if dir is not None and blocked(dir):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
-        return real_mkstemp(*args, dir=dir, **kwargs)
-
-    def open_(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT and blocked(path):
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    monkeypatch.setattr(os, "open", open_)
-    return lambda folder: folders.add(Path(folder).resolve())
 
 
 def _state(folder: Path) -> dict[str, bytes]:
