@@ -14,6 +14,7 @@ background thread while the current one runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
@@ -401,16 +402,27 @@ PER_IMAGE_FIELDS = ("dataset", "scale", "image", "label", "self_ensemble", "psnr
 
 
 def check_output(path: Path, what: str, option: str) -> None:
-    """Refuse an output path that cannot be written, before any work is done."""
+    """Refuse an output path that cannot be written, before any work is done. Folders made to
+    check are removed again: a run refused later (an unknown model, no data) leaves no empty
+    results folder behind; the writers make them when there is something to write."""
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder; give a file path, e.g. {path / Path(what).name}")
+    made, folder = [], path.parent
+    while not folder.exists() and folder.parent != folder:
+        made.append(folder)
+        folder = folder.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{option} {path}: cannot create its folder {path.parent} ({e.strerror or e}); "
-                         f"pass a path in a folder you can write") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"{option} {path}: not writable; pass a path in a folder you can write")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{option} {path}: cannot create its folder {path.parent} ({e.strerror or e}); "
+                             f"pass a path in a folder you can write") from None
+        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise UsageError(f"{option} {path}: not writable; pass a path in a folder you can write")
+    finally:
+        for new in made:
+            with contextlib.suppress(OSError):
+                new.rmdir()
 
 
 def _slot(r: Record) -> tuple:
@@ -613,8 +625,9 @@ def run(config: EvalConfig) -> list[Record]:
 
 _EPILOG = """outputs: records are appended to RESULTS/records.jsonl (--records FILE to choose the file) and
 Table 3 is regenerated as table3.md beside the records file (--table FILE). RESULTS defaults to
-results/ inside an sr_bench clone, else ./sr_bench_results in the current folder; sr_bench never
-writes into its package folder. Models, published weights, datasets and protocols: python -m sr_bench.models."""
+results/local/ inside an sr_bench clone (git-ignored), else ./sr_bench_results in the current folder;
+sr_bench never writes into its package folder. Models, published weights, datasets and protocols:
+python -m sr_bench.models."""
 
 
 def _parser() -> argparse.ArgumentParser:
