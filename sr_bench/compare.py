@@ -342,10 +342,11 @@ def compare(a: str, b: str, records_file: str | Path, *, protocol: str = "paper"
 # --- the same comparison under several protocols ------------------------------------------------
 
 
-def evaluate_command(template: Record, protocol: str, datasets: Sequence[str], scales: Sequence[int],
+def evaluate_command(template: Record, protocol: str | Sequence[str], datasets: Sequence[str], scales: Sequence[int],
                      records_file: str | Path) -> str:
     """The ``python -m sr_bench.evaluate`` command that measures ``template``'s label (its model and
-    weights, or its SR folder) under ``protocol`` on ``datasets`` x ``scales``."""
+    weights, or its SR folder) under ``protocol`` (one, or several in one run) on ``datasets`` x ``scales``."""
+    protocols = [protocol] if isinstance(protocol, str) else list(protocol)
     if template.source == "sr-folder":
         cmd = ["--sr-dir", str(template.sr_dir)]
         pattern = template.model_options.get("sr_pattern")
@@ -359,7 +360,7 @@ def evaluate_command(template: Record, protocol: str, datasets: Sequence[str], s
             cmd += ["--option", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
         cmd += ["--self-ensemble"] if template.self_ensemble else []
     cmd += ["--label", template.label, "--datasets", *datasets, "--scales", *map(str, scales),
-            "--protocol", protocol, "--records", str(records_file)]
+            "--protocol", *protocols, "--records", str(records_file)]
     return "python -m sr_bench.evaluate " + shlex.join(cmd)
 
 
@@ -378,13 +379,15 @@ def _missing(records: Sequence[Record], labels: Sequence[str], protocols: Sequen
     have = {(label, p): _pick(records, label, p, ds, sc) for label in labels for p in protocols}
     shared = {k for p in protocols for k in have[(labels[0], p)] if all(k in have[(x, p)] for x in labels)}
     rows = sorted(shared or {k for got in have.values() for k in got}, key=_row_order)
-    commands = []
+    needed: dict[tuple[str, tuple[str, ...], tuple[int, ...]], list[str]] = {}  # one command per label and gap
     for (label, p), got in have.items():
         gap = [k for k in rows if k not in got]
         if gap:
-            commands.append(evaluate_command(_template(records, label), p,
-                                             sorted({d for d, _ in gap}, key=lambda d: _row_order((d, 0))),
-                                             sorted({s for _, s in gap}), records_file))
+            where = (tuple(sorted({d for d, _ in gap}, key=lambda d: _row_order((d, 0)))),
+                     tuple(sorted({s for _, s in gap})))
+            needed.setdefault((label, *where), []).append(p)
+    commands = [evaluate_command(_template(records, label), ps, list(ds), list(sc), records_file)
+                for (label, ds, sc), ps in needed.items()]
     return rows, commands
 
 

@@ -96,6 +96,7 @@ class EvalConfig:
     datasets: list[str] = field(default_factory=lambda: benchmark_names(published=True))
     scales: list[int] = field(default_factory=lambda: [2, 3, 4])
     protocol: str = "paper"
+    more_protocols: tuple[str, ...] = ()  # scored in the same run, after protocol (--protocol paper pytorch basicsr)
     weights: list[str] = field(default_factory=list)
     self_ensemble: str = "off"  # off | on | both
     data_root: str | None = None
@@ -610,12 +611,19 @@ def run(config: EvalConfig) -> list[Record]:
         raise UsageError("--param-key chooses the weights of a model; --sr-dir scores images: leave it out")
     for label in config.labels:  # it names a table column and CSV cells: refuse control characters now
         check_label(label)
+    if config.per_image and set(config.more_protocols) - {config.protocol}:
+        raise UsageError(f"--per-image {config.per_image}: the CSV has no protocol column, so it holds one "
+                         f"protocol's scores; give one --protocol with --per-image (the records keep every "
+                         f"protocol's per-image scores)")
     check_output(config.records_path, "records.jsonl", "--records")
     check_output(config.table_path, "table3.md", "--table")
     if config.per_image:
         check_output(Path(config.per_image), "per_image.csv", "--per-image")
     existing = read_records(config.records_path)
-    records = (_score_sr_folder if config.sr_dir else _score_models)(config, existing)
+    score = _score_sr_folder if config.sr_dir else _score_models
+    records: list[Record] = []
+    for protocol in dict.fromkeys((config.protocol, *config.more_protocols)):  # each its own records
+        records += score(dataclasses.replace(config, protocol=protocol, more_protocols=()), existing)
     print(tabulate(summary_rows(records), headers=SUMMARY_HEADERS, tablefmt="github"))
     table = write_table3(read_records(config.records_path), config.table_path)
     log.info("\nrecords: %s\ntable:   %s%s", config.records_path.resolve(), table.resolve(),
@@ -659,7 +667,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="registered names or folders of images (a folder is recorded by its absolute path)")
     p.add_argument("--scales", nargs="+", type=cli.positive_int, default=None,
                    help="default: 2 3 4 (with --basicsr-options: the file's scale)")
-    p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
+    p.add_argument("--protocol", "--protocols", nargs="+", choices=list(PROTOCOLS), default=["paper"], metavar="P",
+                   help=f"{', '.join(PROTOCOLS)}; several score the same images under each, one record per "
+                        f"protocol (as compare --protocols reads them); default paper")
     p.add_argument("--self-ensemble", nargs="?", const="on", default="off", choices=["off", "on", "both"],
                    help="geometric self-ensemble (the paper's '+' models); 'both' records with and without")
     cli.add_common_options(p, device=True, data_root=True, results=True, progress=True, weights_dir=True)
@@ -691,7 +701,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     return EvalConfig(
         models=a.models or [], datasets=a.datasets,
         scales=a.scales if a.scales is not None else ([] if a.basicsr_options else [2, 3, 4]),
-        protocol=a.protocol, weights=a.weights,
+        protocol=a.protocol[0], more_protocols=tuple(a.protocol[1:]), weights=a.weights,
         self_ensemble=a.self_ensemble, data_root=a.data_root, out=a.records or a.out, table=a.table, device=a.device,
         dtype=a.dtype, tile=a.tile, memory_budget=a.memory_budget, max_images=a.max_images, progress=a.progress,
         options=dict(a.option), results=a.results, labels=a.labels, per_image=a.per_image, replace=a.replace,
