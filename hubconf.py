@@ -3,7 +3,9 @@
     import torch
     net = torch.hub.load("path/to/sr_bench", "edsr_baseline", source="local", scale=2,
                          weights="results/weights/quick-edsr-baseline-x2.safetensors")
-    torch.hub.list("path/to/sr_bench", source="local")  # every registered model
+
+``python -m sr_bench.models`` lists the entry points (its ``torch.hub`` column): ``torch.hub.list``
+and ``torch.hub.help`` take no ``source=`` and read GitHub repositories only, not a local clone.
 
 Hub names cannot contain '-': the model ``edsr-baseline`` is the entry point ``edsr_baseline``
 (and ``mdsr-baseline`` is ``mdsr_baseline``). Each entry point takes

@@ -342,10 +342,11 @@ def compare(a: str, b: str, records_file: str | Path, *, protocol: str = "paper"
 # --- the same comparison under several protocols ------------------------------------------------
 
 
-def evaluate_command(template: Record, protocol: str, datasets: Sequence[str], scales: Sequence[int],
+def evaluate_command(template: Record, protocol: str | Sequence[str], datasets: Sequence[str], scales: Sequence[int],
                      records_file: str | Path) -> str:
     """The ``python -m sr_bench.evaluate`` command that measures ``template``'s label (its model and
-    weights, or its SR folder) under ``protocol`` on ``datasets`` x ``scales``."""
+    weights, or its SR folder) under ``protocol`` (one, or several in one run) on ``datasets`` x ``scales``."""
+    protocols = [protocol] if isinstance(protocol, str) else list(protocol)
     if template.source == "sr-folder":
         cmd = ["--sr-dir", str(template.sr_dir)]
         pattern = template.model_options.get("sr_pattern")
@@ -359,7 +360,7 @@ def evaluate_command(template: Record, protocol: str, datasets: Sequence[str], s
             cmd += ["--option", f"{key}={str(value).lower() if isinstance(value, bool) else value}"]
         cmd += ["--self-ensemble"] if template.self_ensemble else []
     cmd += ["--label", template.label, "--datasets", *datasets, "--scales", *map(str, scales),
-            "--protocol", protocol, "--records", str(records_file)]
+            "--protocol", *protocols, "--records", str(records_file)]
     return "python -m sr_bench.evaluate " + shlex.join(cmd)
 
 
@@ -378,13 +379,15 @@ def _missing(records: Sequence[Record], labels: Sequence[str], protocols: Sequen
     have = {(label, p): _pick(records, label, p, ds, sc) for label in labels for p in protocols}
     shared = {k for p in protocols for k in have[(labels[0], p)] if all(k in have[(x, p)] for x in labels)}
     rows = sorted(shared or {k for got in have.values() for k in got}, key=_row_order)
-    commands = []
+    needed: dict[tuple[str, tuple[str, ...], tuple[int, ...]], list[str]] = {}  # one command per label and gap
     for (label, p), got in have.items():
         gap = [k for k in rows if k not in got]
         if gap:
-            commands.append(evaluate_command(_template(records, label), p,
-                                             sorted({d for d, _ in gap}, key=lambda d: _row_order((d, 0))),
-                                             sorted({s for _, s in gap}), records_file))
+            where = (tuple(sorted({d for d, _ in gap}, key=lambda d: _row_order((d, 0)))),
+                     tuple(sorted({s for _, s in gap})))
+            needed.setdefault((label, *where), []).append(p)
+    commands = [evaluate_command(_template(records, label), ps, list(ds), list(sc), records_file)
+                for (label, ds, sc), ps in needed.items()]
     return rows, commands
 
 
@@ -465,13 +468,14 @@ def output_path(results: Path, out: str | None, a: str, b: str, protocols: Seque
 
 def build_parser() -> argparse.ArgumentParser:
     p = cli.parser("python -m sr_bench.compare", __doc__.split("\n\n")[0])
-    p.add_argument("a", metavar="A", help="label of the reference result set")
-    p.add_argument("b", metavar="B", help="label of the result set compared with A (differences are B - A)")
+    # nargs="?": `--protocols P ... A B` hands the labels to --protocols; labels_and_protocols takes them back
+    p.add_argument("a", metavar="A", nargs="?", help="label of the reference result set")
+    p.add_argument("b", metavar="B", nargs="?", help="label of the result set compared with A (differences are B - A)")
     p.add_argument("--datasets", nargs="+", default=None, help="only these datasets (default: all A and B share)")
     p.add_argument("--scales", nargs="+", type=cli.positive_int, default=None, help="only these scales")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
-    which.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=None, metavar="P",
+    which.add_argument("--protocols", nargs="+", default=None, metavar="P",
                        help=f"compare under each protocol side by side ({', '.join(PROTOCOLS)})")
     p.add_argument("--records", default=None, help="records file (default: RESULTS/records.jsonl)")
     p.add_argument("--out", default=None, help="markdown file to write (default: RESULTS/compare-A-vs-B.md)")
@@ -480,9 +484,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def labels_and_protocols(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Set ``args.a``, ``args.b`` and ``args.protocols`` as meant when the labels come after
+    ``--protocols`` (``--protocols paper pytorch basicsr A B``, the order the flag is often written
+    in): argparse gives every value after the flag to it, so the values after the last protocol
+    name are the labels. Anything else that is not a protocol name is refused as argparse would."""
+    labels = [x for x in (args.a, args.b) if x is not None]
+    if args.protocols:
+        names = list(args.protocols)
+        cut = len(names)
+        while cut > 0 and names[cut - 1] not in PROTOCOLS and len(labels) + len(names) - cut < 2:
+            cut -= 1
+        labels += names[cut:]
+        args.protocols = names[:cut]
+        wrong = [x for x in args.protocols if x not in PROTOCOLS]
+        if wrong or not args.protocols:
+            choices = ", ".join(repr(x) for x in PROTOCOLS)
+            parser.error(f"argument --protocols: invalid choice: {(wrong or names)[0]!r} (choose from {choices})")
+    if len(labels) != 2:
+        parser.error("give the two labels A and B (before the options, or after the protocol names of "
+                     "--protocols); an option that takes several values (--datasets, --scales) takes the words "
+                     "after it, so put the labels first")
+    args.a, args.b = labels
+
+
 @cli.command
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    labels_and_protocols(parser, args)
     cli.setup_logging(args.verbosity)
     results, records = results_and_records(args.results, args.records)
     if args.protocols:

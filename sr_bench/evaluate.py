@@ -14,6 +14,7 @@ background thread while the current one runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
@@ -95,6 +96,7 @@ class EvalConfig:
     datasets: list[str] = field(default_factory=lambda: benchmark_names(published=True))
     scales: list[int] = field(default_factory=lambda: [2, 3, 4])
     protocol: str = "paper"
+    more_protocols: tuple[str, ...] = ()  # scored in the same run, after protocol (--protocol paper pytorch basicsr)
     weights: list[str] = field(default_factory=list)
     self_ensemble: str = "off"  # off | on | both
     data_root: str | None = None
@@ -401,16 +403,27 @@ PER_IMAGE_FIELDS = ("dataset", "scale", "image", "label", "self_ensemble", "psnr
 
 
 def check_output(path: Path, what: str, option: str) -> None:
-    """Refuse an output path that cannot be written, before any work is done."""
+    """Refuse an output path that cannot be written, before any work is done. Folders made to
+    check are removed again: a run refused later (an unknown model, no data) leaves no empty
+    results folder behind; the writers make them when there is something to write."""
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder; give a file path, e.g. {path / Path(what).name}")
+    made, folder = [], path.parent
+    while not folder.exists() and folder.parent != folder:
+        made.append(folder)
+        folder = folder.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UsageError(f"{option} {path}: cannot create its folder {path.parent} ({e.strerror or e}); "
-                         f"pass a path in a folder you can write") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"{option} {path}: not writable; pass a path in a folder you can write")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{option} {path}: cannot create its folder {path.parent} ({e.strerror or e}); "
+                             f"pass a path in a folder you can write") from None
+        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise UsageError(f"{option} {path}: not writable; pass a path in a folder you can write")
+    finally:
+        for new in made:
+            with contextlib.suppress(OSError):
+                new.rmdir()
 
 
 def _slot(r: Record) -> tuple:
@@ -598,12 +611,19 @@ def run(config: EvalConfig) -> list[Record]:
         raise UsageError("--param-key chooses the weights of a model; --sr-dir scores images: leave it out")
     for label in config.labels:  # it names a table column and CSV cells: refuse control characters now
         check_label(label)
+    if config.per_image and set(config.more_protocols) - {config.protocol}:
+        raise UsageError(f"--per-image {config.per_image}: the CSV has no protocol column, so it holds one "
+                         f"protocol's scores; give one --protocol with --per-image (the records keep every "
+                         f"protocol's per-image scores)")
     check_output(config.records_path, "records.jsonl", "--records")
     check_output(config.table_path, "table3.md", "--table")
     if config.per_image:
         check_output(Path(config.per_image), "per_image.csv", "--per-image")
     existing = read_records(config.records_path)
-    records = (_score_sr_folder if config.sr_dir else _score_models)(config, existing)
+    score = _score_sr_folder if config.sr_dir else _score_models
+    records: list[Record] = []
+    for protocol in dict.fromkeys((config.protocol, *config.more_protocols)):  # each its own records
+        records += score(dataclasses.replace(config, protocol=protocol, more_protocols=()), existing)
     print(tabulate(summary_rows(records), headers=SUMMARY_HEADERS, tablefmt="github"))
     table = write_table3(read_records(config.records_path), config.table_path)
     log.info("\nrecords: %s\ntable:   %s%s", config.records_path.resolve(), table.resolve(),
@@ -613,8 +633,9 @@ def run(config: EvalConfig) -> list[Record]:
 
 _EPILOG = """outputs: records are appended to RESULTS/records.jsonl (--records FILE to choose the file) and
 Table 3 is regenerated as table3.md beside the records file (--table FILE). RESULTS defaults to
-results/ inside an sr_bench clone, else ./sr_bench_results in the current folder; sr_bench never
-writes into its package folder. Models, published weights, datasets and protocols: python -m sr_bench.models."""
+results/local/ inside an sr_bench clone (git-ignored), else ./sr_bench_results in the current folder;
+sr_bench never writes into its package folder. Models, published weights, datasets and protocols:
+python -m sr_bench.models."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -646,7 +667,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="registered names or folders of images (a folder is recorded by its absolute path)")
     p.add_argument("--scales", nargs="+", type=cli.positive_int, default=None,
                    help="default: 2 3 4 (with --basicsr-options: the file's scale)")
-    p.add_argument("--protocol", choices=list(PROTOCOLS), default="paper")
+    p.add_argument("--protocol", "--protocols", nargs="+", choices=list(PROTOCOLS), default=["paper"], metavar="P",
+                   help=f"{', '.join(PROTOCOLS)}; several score the same images under each, one record per "
+                        f"protocol (as compare --protocols reads them); default paper")
     p.add_argument("--self-ensemble", nargs="?", const="on", default="off", choices=["off", "on", "both"],
                    help="geometric self-ensemble (the paper's '+' models); 'both' records with and without")
     cli.add_common_options(p, device=True, data_root=True, results=True, progress=True, weights_dir=True)
@@ -678,7 +701,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EvalConfig:
     return EvalConfig(
         models=a.models or [], datasets=a.datasets,
         scales=a.scales if a.scales is not None else ([] if a.basicsr_options else [2, 3, 4]),
-        protocol=a.protocol, weights=a.weights,
+        protocol=a.protocol[0], more_protocols=tuple(a.protocol[1:]), weights=a.weights,
         self_ensemble=a.self_ensemble, data_root=a.data_root, out=a.records or a.out, table=a.table, device=a.device,
         dtype=a.dtype, tile=a.tile, memory_budget=a.memory_budget, max_images=a.max_images, progress=a.progress,
         options=dict(a.option), results=a.results, labels=a.labels, per_image=a.per_image, replace=a.replace,

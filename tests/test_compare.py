@@ -157,6 +157,28 @@ def test_protocols_side_by_side_flag_where_the_gain_changes(protocols_file, caps
     assert changes.startswith("sign under pytorch; significance under pytorch (p ") and "basicsr" not in changes
 
 
+def test_protocols_take_the_labels_after_the_protocol_names(protocols_file, capsys):
+    """`compare --protocols paper pytorch basicsr A B` (argparse alone gives A and B to --protocols)
+    means what `compare A B --protocols ...` means; a word that is neither is refused as before."""
+    path, *_ = protocols_file
+    out = path.with_name("c.md")
+    assert compare.main(["A", "B", "--records", str(path), "--protocols", "paper", "pytorch", "basicsr",
+                         "--out", str(out)]) == 0
+    labels_first = capsys.readouterr().out
+    assert compare.main(["--records", str(path), "--out", str(out), "--protocols", "paper", "pytorch", "basicsr",
+                         "A", "B"]) == 0
+    assert capsys.readouterr().out == labels_first
+    assert compare.main(["A", "--records", str(path), "--out", str(out), "--protocols", "paper", "pytorch",
+                         "basicsr", "B"]) == 0
+    assert capsys.readouterr().out == labels_first
+    with pytest.raises(SystemExit) as e:
+        compare.main(["--records", str(path), "--protocols", "paper", "matlab", "A", "B"])
+    assert e.value.code == 2 and "invalid choice: 'matlab'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        compare.main(["--records", str(path), "--protocols", "paper", "A"])
+    assert e.value.code == 2 and "give the two labels A and B" in capsys.readouterr().err
+
+
 def test_protocols_missing_records_name_the_evaluate_command(protocols_file, capsys):
     path, *_ = protocols_file
     kept = [line for line in path.read_text().splitlines() if not ('"label":"B"' in line and '"basicsr"' in line)]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from sr_bench import baselines, sr_folder
+from sr_bench import baselines, paths, sr_folder
 from sr_bench.data import open_dataset
 from sr_bench.evaluate import evaluate, evaluate_model, load_candidates, main
 from sr_bench.records import Record, read_records
@@ -263,6 +264,26 @@ def test_default_output_outside_a_clone_is_sr_bench_results(tmp_path, monkeypatc
     assert main(["--model", "bicubic", "--datasets", "embedded", "--scales", "2", "--no-progress", "-q"]) == 0
     (r,) = read_records(tmp_path / "sr_bench_results" / "records.jsonl")
     assert (tmp_path / "sr_bench_results" / "table3.md").is_file() and r.device == "cpu"
+
+
+def test_a_refused_run_leaves_no_empty_results_folder(tmp_path, monkeypatch, capsys):
+    """The output checks run before the model is built; a run refused after them (an unknown model,
+    a model without weights) writes nothing, not even the default folder."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["--model", "no-such-model", "--datasets", "embedded", "--scales", "2", "--no-progress"]) == 2
+    assert main(["--model", "edsr-baseline", "--datasets", "embedded", "--scales", "2", "--no-progress",
+                 "--records", str(tmp_path / "new" / "deeper" / "r.jsonl")]) == 2
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_help_names_the_default_results_folder_where_records_go(tmp_path, monkeypatch, capsys):
+    """What `--help` says about the default folder is where a run in a clone writes."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert paths.default_results_dir(Path(__file__).parent) .relative_to(paths.checkout_root()) == paths.LOCAL_RESULTS
+    assert f"RESULTS defaults to {paths.LOCAL_RESULTS.as_posix()}/ inside an sr_bench clone" in text
 
 
 def _one_line_error(capsys) -> str:

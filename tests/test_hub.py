@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
+import inspect
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +34,21 @@ def _hubconf():
 
 def _hub_load(name: str, **kwargs):
     return torch.hub.load(str(REPO), name, source="local", **kwargs)
+
+
+def test_the_calls_in_hubconfs_docstring_take_the_keywords_they_are_given():
+    """Every ``torch.hub.<function>(...)`` the docstring shows accepts its keywords in the torch
+    installed here (``torch.hub.list`` has no ``source=``: a reader copying that line got a TypeError)."""
+    calls = re.findall(r"torch\.hub\.(\w+)\((.*?)\)\s*(?:#|$)", _hubconf().__doc__, flags=re.S | re.M)
+    assert calls, "the docstring shows no torch.hub call"
+    refused = []
+    for function, arguments in calls:
+        call = ast.parse(f"f({arguments})").body[0].value
+        accepted = inspect.signature(getattr(torch.hub, function)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):  # load(..., **kwargs)
+            accepted = {**accepted, **{k.arg: None for k in call.keywords}}
+        refused += [f"torch.hub.{function}: {k.arg}=" for k in call.keywords if k.arg not in accepted]
+    assert refused == []
 
 
 def test_every_registered_model_is_an_entry_point_and_nothing_else():

@@ -83,7 +83,8 @@ def test_upscale_then_sr_dir_then_compare_protocols(tmp_path, which_data, capsys
     assert compare.main(argv) == 2
     err = capsys.readouterr().err
     commands = err.split("make them with: ", 1)[1].strip().split(" ; ")
-    assert len(commands) == 4 and all("--sr-dir" in c for c in commands), commands
+    # one command per label, scoring both missing protocols in one run
+    assert len(commands) == 2 and all("--sr-dir" in c and "--protocol pytorch basicsr" in c for c in commands), commands
     for command in commands:
         words = shlex.split(command)
         assert words[:3] == ["python", "-m", "sr_bench.evaluate"]
@@ -91,6 +92,37 @@ def test_upscale_then_sr_dir_then_compare_protocols(tmp_path, which_data, capsys
     assert compare.main(argv) == 0
     table = capsys.readouterr().out
     assert "| paper dPSNR |" in table and "| basicsr dPSNR |" in table and "| **all** |" in table
+
+
+def test_one_evaluate_scores_a_folder_under_several_protocols(tmp_path, which_data, capsys):
+    """`evaluate --sr-dir OUT --protocol paper pytorch basicsr` gives each protocol's record, equal to
+    one run per protocol, so `compare --protocols` needs no further command."""
+    name, data_root = which_data
+    out = tmp_path / "sr"
+    for label, model in (("a", ["--model", "bicubic"]), ("b", ["--model", "edsr-baseline", "--weights",
+                                                               _tiny_weights(tmp_path).format(scale=2), *TINY])):
+        assert upscale.main([*model, "--out", str(out / label), "--scale", "2", "--dataset", name, "--device", "cpu",
+                             *_data_args(data_root), "-q"]) == 0
+    common = ["--datasets", name, "--scales", "2", *_data_args(data_root), "--no-progress", "-q"]
+    together, apart = str(tmp_path / "together.jsonl"), str(tmp_path / "apart.jsonl")
+    for label in ("a", "b"):
+        assert evaluate.main(["--sr-dir", str(out / label), "--label", label, *common, "--records", together,
+                              "--protocol", "paper", "pytorch", "basicsr"]) == 0
+        for protocol in ("paper", "pytorch", "basicsr"):
+            assert evaluate.main(["--sr-dir", str(out / label), "--label", label, *common, "--records", apart,
+                                  "--protocol", protocol]) == 0
+    key = lambda r: (r.label, r.protocol)  # noqa: E731
+    one, three = sorted(read_records(together), key=key), sorted(read_records(apart), key=key)
+    assert [key(r) for r in one] == [(x, p) for x in "ab" for p in ("basicsr", "paper", "pytorch")]
+    scores = lambda recs: [(key(r), r.psnr, r.ssim, r.per_image) for r in recs]  # noqa: E731
+    assert scores(one) == scores(three)
+    capsys.readouterr()
+    assert compare.main(["--protocols", "paper", "pytorch", "basicsr", "a", "b", "--records", together,
+                         "--results", str(tmp_path)]) == 0
+    assert "| basicsr dPSNR |" in capsys.readouterr().out
+    assert evaluate.main(["--sr-dir", str(out / "a"), "--label", "a", *common, "--records", together,
+                          "--protocol", "paper", "basicsr", "--per-image", str(tmp_path / "p.csv")]) == 2
+    assert "the CSV has no protocol column" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
 
 
 def test_lr_named_inputs_map_back_to_the_hr_stem(tmp_path, data_root):

@@ -215,6 +215,30 @@ def test_a_run_file_sets_fields_and_the_command_line_wins(tmp_path):
                                             "data.hflip", "data.patch_size", "notes", "out"}
 
 
+def test_the_profile_note_lists_what_the_run_file_and_flags_changed(tmp_path):
+    """The quick profile's note states its lr, batch and validation; a run that changes them says so
+    (config.json keeps the note), and a config started from that saved config lists its own changes
+    against the profile, not the old list plus the new one."""
+    path = _toml(tmp_path)
+    cfg = config_from_args(build_parser().parse_args(
+        ["--config", str(path), "--out", str(tmp_path / "o"), "--batch-size", "2", "--set", "val.every=10"]))
+    (note,) = [n for n in cfg.notes if n.startswith("quick profile: 40 updates")]
+    said, changed = note.split("; changed here: ")
+    assert "lr 0.0006 instead of 1e-4" in said and "batch 16" in said  # the profile's own words, kept
+    assert changed == ("data.batch_size 16 -> 2, data.hflip True -> False, data.patch_size 48 -> 24, "
+                       "model.options {} -> {'blocks': 4, 'res_scale': 0.5}, optim.lr 0.0006 -> 0.0002, "
+                       "val.every 250 -> 10")
+    saved = tmp_path / "config.json"
+    saved.write_text(cfg.to_json())
+    again = config_from_args(build_parser().parse_args(["--config", str(saved), "--out", str(tmp_path / "o2"),
+                                                        "--lr", "6e-4", "--iterations", "50"]))
+    (note,) = [n for n in again.notes if n.startswith("quick profile: 50 updates")]
+    assert note.count("; changed here: ") == 1 and "optim.lr" not in note and "data.batch_size 16 -> 2" in note
+    plain = config_from_args(build_parser().parse_args(["--model", "edsr-baseline", "--scale", "3", "--profile",
+                                                        "quick", "--out", str(tmp_path / "p")]))
+    assert not any("changed here" in n for n in plain.notes)
+
+
 @pytest.mark.parametrize("text,flags,rc,match", [
     (RUN_TOML.replace("lr = 2e-4", "lrr = 2e-4"), [], 2, r"run.toml: optim.lrr: TrainConfig has no field .*did you "
                                                         r"mean optim.lr"),

@@ -18,7 +18,7 @@ from typing import Any
 from sr_bench import cli
 from sr_bench.models import parse_option
 from sr_bench.train.checkpoint import checkpoint_config, load_checkpoint
-from sr_bench.train.config import PROFILES, RunFile, TrainConfig, load_run_file, make_config, restate_iterations
+from sr_bench.train.config import PROFILES, RunFile, TrainConfig, load_run_file, make_config, restate_profile
 from sr_bench.train.loop import train
 from sr_bench.train.plan import training_dataset
 from sr_bench.train.run_dir import CHECKPOINT
@@ -183,8 +183,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if args.option:
             changes["model.options"] = {**base.model.options, **changes.get("model.options", {}),
                                         **dict(args.option)}
-        # the profile's note states its update count: keep it true under --iterations / --set
-        return restate_iterations(base.replace(**changes), base.optim.iterations)
+        # the profile's note states its update count, lr, validation...: keep it true under the run
+        # file, --iterations, --set (against the profile itself: base may be a saved config)
+        return restate_profile(base.replace(**changes))
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, cli.UserError):
             raise

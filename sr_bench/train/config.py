@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import sys
 import types
 import typing
@@ -277,13 +278,14 @@ def check_fields(keys: typing.Iterable[str], where: str = "--set") -> None:
             raise UnknownFieldError(f"{where} {key}: TrainConfig has no field {key!r}; {hint}")
 
 
-def restate_iterations(cfg: TrainConfig, default: int) -> TrainConfig:
-    """Keep a profile's note true when ``optim.iterations`` differs from the profile's ``default``."""
-    if cfg.optim.iterations != default:
-        said = f"{cfg.profile} profile: {default} updates"
-        now = f"{cfg.profile} profile: {cfg.optim.iterations} updates"
-        cfg.notes = tuple(note.replace(said, now, 1) for note in cfg.notes)
+def restate_iterations(cfg: TrainConfig) -> TrainConfig:
+    """Keep a profile's note true when ``optim.iterations`` differs from the count it states (the
+    profile's, or the one a saved config's note states)."""
+    said = re.compile(rf"^{re.escape(str(cfg.profile))} profile: \d+ updates")
+    now = f"{cfg.profile} profile: {cfg.optim.iterations} updates"
+    cfg.notes = tuple(said.sub(now, note, count=1) for note in cfg.notes)
     return cfg
+
 
 
 #: Fields that only change how a run executes. ``--resume`` accepts new values for these;
@@ -336,6 +338,37 @@ def config_diff(a: TrainConfig, b: TrainConfig, ignore: tuple[str, ...] = ()) ->
     """Dotted field -> (a's value, b's value) for every field that differs."""
     fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if k not in ignore and fa.get(k) != fb.get(k)}
+
+
+#: what a profile's note is followed by when fields it sets were changed
+CHANGED_HERE = "; changed here: "
+#: fields left out of that list: how a run executes (not its recipe; validation is listed, as the
+#: notes state it), the update count the note already states, and the seed, which no note states
+_NOT_RESTATED = tuple(f for f in EXECUTION_FIELDS if not f.startswith("val.")) + ("seed",)
+
+
+def _brief(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def restate_profile(cfg: TrainConfig, profile: TrainConfig | None = None) -> TrainConfig:
+    """Keep a profile's note true when the run changes what it states: the update count is
+    rewritten in place, and every other recipe or validation field that differs from ``profile``
+    (the profile's own config; default: ``cfg.profile`` made again for its model and scale) is
+    listed after it (``; changed here: optim.lr 0.0006 -> 0.0002``), replacing any such list a
+    saved config carried."""
+    if profile is None:
+        if cfg.profile not in PROFILES:
+            return cfg
+        scales = cfg.model.scales
+        profile = PROFILES.get(cfg.profile)(cfg.model.name, scales[0] if len(scales) == 1 else None)
+    cfg = restate_iterations(cfg)
+    changed = config_diff(profile, cfg, ignore=_NOT_RESTATED)
+    suffix = CHANGED_HERE + ", ".join(f"{k} {_brief(a)} -> {_brief(b)}" for k, (a, b) in changed.items())
+    said = f"{cfg.profile} profile: "
+    cfg.notes = tuple(note.split(CHANGED_HERE)[0] + (suffix if changed else "") if note.startswith(said) else note
+                      for note in cfg.notes)
+    return cfg
 
 
 # ---- run configuration files -------------------------------------------------------------------
@@ -569,9 +602,8 @@ def make_config(profile: str, model: str, scale: int | None, **changes: Any) -> 
         raise ValueError(PROFILES.unknown_message(profile))
     cfg = PROFILES.get(profile)(model, scale)
     if changes:
-        default = cfg.optim.iterations
-        # a profile's note states its update count: keep it true when the count is overridden
-        cfg = restate_iterations(cfg.replace(**changes), default)
+        # a profile's note states its update count, lr, validation...: keep it true when they are changed
+        cfg = restate_profile(cfg.replace(**changes), cfg)
     cfg.validate()
     return cfg
 
