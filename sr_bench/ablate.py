@@ -93,6 +93,10 @@ class AblateConfig:
     #: dotted TrainConfig changes applied to every run (tests: tiny counts)
     overrides: dict[str, Any] = field(default_factory=dict)
     verbosity: int = 0
+    #: training memory is measured for one step at the paper's batch and LR patch, whatever the
+    #: profile trained with, so the column compares with the paper's claim on every machine
+    memory_batch: int = 16
+    memory_patch: int = 48
 
 
 #: name -> a function of the command line's options that builds the ablation
@@ -279,7 +283,8 @@ class _Measurer:
     def peak_memory(self, model: str, scale: int, options: dict[str, Any]) -> dict[str, float]:
         key = json.dumps([model, scale, options], sort_keys=True)
         if key not in self.memory:
-            self.memory[key] = training_memory(model, scale, options, device=self.device)
+            self.memory[key] = training_memory(model, scale, options, device=self.device,
+                                               batch=self.config.memory_batch, patch=self.config.memory_patch)
         return self.memory[key]
 
     def scores(self, cands: list, model: str, scale: int) -> list:
@@ -347,6 +352,7 @@ def _summary(ab: Ablation, config: AblateConfig, m: _Measurer, measured: dict[st
                            f"{env['date'][:10]}; data: {', '.join(m.datasets)}",
             "why_options": ab.why_options if config.profile in CPU_PROFILES else "",
             "updates": ref["iterations"], "bicubic_mean_psnr": bicubic,
+            "memory_step": {"batch": config.memory_batch, "lr_patch": config.memory_patch},
             "claim": _claim(ab.name), "verdict": verdict(ab, ref, alt, bicubic), "plot": plot.name, **measured}
 
 
@@ -446,6 +452,9 @@ def _write_markdown(path: Path, summaries: dict) -> Path:
                      if s.get("bicubic_mean_psnr") is not None else ""), ""]
         if s.get("why_options"):
             lines += [f"Note: {s['why_options']}.", ""]
+        if s.get("memory_step"):
+            b, lr = s["memory_step"]["batch"], s["memory_step"]["lr_patch"]
+            lines += [f"Memory: one training step (forward, backward, Adam) at batch {b} of {lr}x{lr} LR patches.", ""]
         ds = s["datasets"]
         lines.append("| variant | " + " | ".join(f"{d} PSNR" for d in ds) + " | mean | delta | parameters | "
                      "activation memory (MiB) | peak step memory (MiB) | updates | train time | largest loss spike | "
@@ -487,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default=None,
                    help="folder for the training runs (default: runs/ of the clone, else ./runs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-batch", type=cli.positive_int, default=16,
+                   help="batch of the one training step whose memory is measured (default: the paper's 16)")
+    p.add_argument("--memory-patch", type=cli.positive_int, default=48,
+                   help="LR patch size of that step (default: the paper's 48)")
     p.add_argument("--set", type=parse_option, action="append", default=[], metavar="FIELD=VALUE",
                    help="change a training config field in every run, e.g. optim.iterations=2 (tests)")
     return p
@@ -505,7 +518,8 @@ def parse_args(argv: Sequence[str] | None = None) -> AblateConfig:
     return AblateConfig(chosen, res_scale=a.res_scale or 0.1, loss=a.loss or "l2", profile=a.profile,
                         results=str(a.results or default_results_dir()),
                         runs=str(a.runs or default_runs_dir()), data_root=a.data_root, device=a.device,
-                        seed=a.seed, overrides=dict(a.set), verbosity=a.verbosity)
+                        seed=a.seed, overrides=dict(a.set), verbosity=a.verbosity, memory_batch=a.memory_batch,
+                        memory_patch=a.memory_patch)
 
 
 @cli.command
