@@ -7,6 +7,12 @@ forward, with less memory traffic and (opt-in) less arithmetic.
   convolution as a bias add. In float32 the results are bit-identical to the separate
   operations (tested): the post-op applies the same single rounding to the same sum. This is
   the default on the CPU (``cpu_fusion``).
+* **Less fresh memory, the same bits** (default too): inside the body, every ResBlock after the
+  first adds its residual into its input in place (:func:`conv_add_`), and the upsampler and
+  tail convolution of x2/x3 models run in bands of LR rows (:func:`project_in_bands`) instead of
+  through a full-size 4F-channel map. A 256 x 256 EDSR-baseline forward used to fault in
+  200-300 MB of new pages; these keep it to a few bands' worth. Both step aside where a forward
+  hook watches the modules (:func:`hooked`).
 * **Opt-in: the upsampler and the tail convolution compose into one LR convolution**
   (``compose_upsampler``). Without an activation between them, ``tail(shuffle(conv(...)))`` is
   linear in the body's features, so it is one convolution of the LR features (``3 s^2``
