@@ -69,6 +69,8 @@ def test_fused_convolutions_are_bit_identical(layout):
         ref = conv(x)
         assert torch.equal(fusion.conv_relu(conv, x), torch.relu(ref))
         assert torch.equal(fusion.conv_add(conv, x, skip), ref + skip)
+        acc = skip.clone()
+        assert fusion.conv_add_(conv, x, acc) is acc and torch.equal(acc, ref + skip)
 
 
 @pytest.mark.parametrize("res_scale", [1.0, 0.1])
@@ -190,7 +192,7 @@ def test_fusion_applies_only_on_cpu_eval_without_autograd():
     calls = _upsampler_calls(default := prepare_model(_random("edsr-baseline", 2, filters=8, blocks=1), "cpu"))
     with torch.inference_mode():
         default(x, 2)
-    assert calls == [(16, 20)]  # the default form keeps the layers
+    assert calls == [(16, 20)]  # a hook on the upsampler: the default form runs its layers on the whole image
 
 
 def test_upsampler_with_an_activation_is_not_composed():
@@ -230,3 +232,98 @@ def test_flop_counting_sees_the_layers():
     m = _random("edsr-baseline", 2, filters=8, blocks=2)
     prepared = prepare_model(copy.deepcopy(m), "cpu", compose_upsampler=True)
     assert count_flops(prepared, 2, 12, 12) == count_flops(m, 2, 12, 12) > 0
+
+
+# --------------------------------------------------------------------------------------------
+# The default form's memory savers: blocks written in place, the upsampler in bands of rows
+
+
+def _cl(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("res_scale", [1.0, 0.1])
+def test_a_block_written_in_place_gives_the_layers_bits(res_scale):
+    """ResBlock.forward_ writes the block's output over its input, with the bits of the layers."""
+    torch.manual_seed(3)
+    block = ResBlock(16, res_scale=res_scale).eval().to(memory_format=torch.channels_last)
+    x = _cl(torch.randn(2, 16, 11, 9) * 30)
+    with torch.inference_mode():
+        plain = block(x)
+        fusion.set_cpu_fusion(block, True)
+        own = x.clone()
+        out = block.forward_(own)
+    assert out.data_ptr() == own.data_ptr() and torch.equal(out, plain)
+
+
+def test_the_in_place_body_leaves_its_input_and_what_hooks_keep():
+    """The body's input (the head's output, also the global skip) is never written over, and a
+    hook on a block makes the body run block by block, so the outputs it keeps stay as they were."""
+    from sr_bench.models.edsr import _fused_body_with_skip
+
+    m = prepare_model(_random("edsr-baseline", 2, filters=16, blocks=3), "cpu")
+    x = _cl(torch.randn(1, 16, 12, 10) * 30)
+    kept: list[torch.Tensor] = []
+    with torch.inference_mode():
+        with fusion.cpu_fusion_disabled(m):
+            want = m.body(x) + x
+            want_block1 = m.body[1](m.body[0](x))
+        before = x.clone()
+        assert torch.equal(_fused_body_with_skip(m.body, x), want) and torch.equal(x, before)
+        m.body[1].register_forward_hook(lambda _m, _i, out: kept.append(out))
+        assert torch.equal(_fused_body_with_skip(m.body, x), want) and torch.equal(x, before)
+    assert len(kept) == 1 and torch.equal(kept[0], want_block1)
+
+
+@pytest.mark.parametrize(("scale", "tail_kernel"), [(2, 3), (3, 3), (2, 5)])
+@pytest.mark.parametrize("rows", [1, 2, 5, 64])
+def test_the_banded_upsampler_gives_the_layers_bits(scale, tail_kernel, rows):
+    """Row bands (seams at every band, bands of unequal height, a single band; batch of 2; a
+    5x5 tail with a 4-row carry) give the bits of tail(upsampler(x)) on the whole map."""
+    from sr_bench.models.common import Upsampler
+
+    torch.manual_seed(4)
+    up = Upsampler(scale, 16).to(memory_format=torch.channels_last)
+    tail = nn.Conv2d(16, 3, tail_kernel, padding=tail_kernel // 2).to(memory_format=torch.channels_last)
+    x = _cl(torch.randn(2, 16, 23, 17) * 10)
+    if scale * rows < tail_kernel - 1:
+        rows = 2
+    with torch.inference_mode():
+        want = tail(up(x))
+        got = fusion._bands(up[0], scale, tail, x, rows)
+    assert got.is_contiguous(memory_format=torch.channels_last) and torch.equal(got, want)
+
+
+def test_the_banded_upsampler_with_the_committed_weights():
+    """The trained EDSR-baseline x2 on a real photograph: its body's features through the
+    upsampler and tail in bands of 8 rows give the layers' bits, and so does the whole default
+    forward (the image in one band) against prepare_model(fuse=False)."""
+    from sr_bench.cpu_speed import _lr_crop
+    from sr_bench.weights import load_weights
+
+    m = models.create("edsr-baseline", scale=2)
+    load_weights(m, str(QUICK))
+    default, plain = prepare_model(copy.deepcopy(m), "cpu"), prepare_model(copy.deepcopy(m), "cpu", fuse=False)
+    lr = _lr_crop(40)
+    with torch.inference_mode():
+        feats = plain.body(plain.head(plain.sub_mean(_cl(lr) * 255)))
+        assert torch.equal(fusion._bands(default.tail[0][0], 2, default.tail[1], feats, 8), plain.tail(feats))
+    assert torch.equal(super_resolve(default, lr, 2), super_resolve(plain, lr, 2))
+
+
+def test_the_bands_step_aside_where_they_do_not_apply():
+    """x4 (two shuffles), an input not in channels_last, and a hooked tail run the layers."""
+    from sr_bench.models.common import Upsampler
+
+    tail = nn.Conv2d(8, 3, 3, padding=1).to(memory_format=torch.channels_last)
+    x = _cl(torch.randn(1, 8, 9, 7))
+    assert fusion._single_stage(Upsampler(4, 8), tail) is None
+    assert fusion._single_stage(Upsampler(2, 8), tail) is not None
+    assert fusion._single_stage(Upsampler(2, 8, act="relu"), tail) is None
+    up = Upsampler(2, 8).to(memory_format=torch.channels_last)
+    seen: list[tuple[int, ...]] = []
+    tail.register_forward_hook(lambda _m, inp, _o: seen.append(tuple(inp[0].shape[-2:])))
+    with torch.inference_mode():
+        assert torch.equal(fusion.project_in_bands(up, tail, x, rows=2), tail(up(x)))
+    assert seen == [(18, 14), (18, 14)]  # the layers, on the whole map, both times
+    assert fusion.bands_exact()

@@ -169,6 +169,18 @@ class ResBlock(nn.Module):
         # one fused op: x + res_scale * res (same value as the official res.mul(s) += x)
         return torch.add(x, res, alpha=self.res_scale)
 
+    def forward_(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(x)`` written over ``x`` where the fused form applies (the same bits; no new
+        feature map), else ``forward(x)``. ``x`` must be the caller's own tensor, which nothing
+        else holds or reads afterwards (a previous block's output inside the body)."""
+        if not (self._fusable and fusion.applies(self, x)):
+            return self(x)
+        first, second = cast(nn.Conv2d, self.body[0]), cast(nn.Conv2d, self.body[2])
+        t = fusion.conv_relu(first, x)
+        if self.res_scale == 1.0:
+            return fusion.conv_add_(second, t, x)
+        return x.add_(second(t), alpha=self.res_scale)
+
 
 class UnsupportedScaleError(ValueError):
     """A scale the sub-pixel upsampler cannot build (a usage error for ``sr_bench.cli.command``)."""

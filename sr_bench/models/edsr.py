@@ -43,13 +43,18 @@ __all__ = ["EDSR", "MDSR", "edsr_baseline", "edsr", "mdsr_baseline", "mdsr"]
 
 
 def _fused_body_with_skip(body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``body(x) + x``, the body's last convolution adding the skip itself."""
+    """``body(x) + x``, the body's last convolution adding the skip itself. Unless a hook watches
+    the body, each ResBlock after the first writes its output over its input (the previous
+    block's output, which nothing else holds): one feature map in flight instead of a new one
+    per block."""
     last = body[-1]
     if not isinstance(last, nn.Conv2d) or not fusion.fusable_conv(last):
         return body(x).add_(x)
-    res = x
+    in_place = not fusion.hooked(body)
+    res, owned = x, False  # owned: res is a previous block's fresh output, not the caller's x
     for block in list(body)[:-1]:
-        res = block(res)
+        res = block.forward_(res) if in_place and owned and isinstance(block, ResBlock) else block(res)
+        owned = isinstance(block, ResBlock)
     return fusion.conv_add(last, res, x)
 
 
@@ -111,6 +116,8 @@ class EDSR(nn.Module):
         x = self.head(x)
         if fused and self.compose_upsampler:
             x = fusion.upsample_and_project(self.tail[0], self.tail[1], _fused_body_with_skip(self.body, x))
+        elif fused and not fusion.hooked(self.tail):
+            x = fusion.project_in_bands(self.tail[0], self.tail[1], _fused_body_with_skip(self.body, x))
         elif fused:
             x = self.tail(_fused_body_with_skip(self.body, x))
         else:
@@ -184,6 +191,8 @@ class MDSR(nn.Module):
         x = self.pre_process[k](x)
         if fused and self.compose_upsampler:
             x = fusion.upsample_and_project(self.upsample[k], self.tail[0], _fused_body_with_skip(self.body, x))
+        elif fused and not fusion.hooked(self.upsample[k], self.tail):
+            x = fusion.project_in_bands(self.upsample[k], self.tail[0], _fused_body_with_skip(self.body, x))
         elif fused:
             x = self.tail(self.upsample[k](_fused_body_with_skip(self.body, x)))
         else:

@@ -114,3 +114,20 @@ def test_against_official_and_ceiling(benchmark, capsys):
 def test_edsr_x2(benchmark):
     """EDSR x2 (5.3 TFLOP at 256x256: tens of seconds per forward on 2 cores)."""
     _model_case(benchmark, "edsr", "float32", rounds=2)
+
+
+def test_rows_report_the_process_clock_on_more_threads():
+    """On 2 threads the ratios come for the wall clock and the process's CPU time (the thread's
+    CPU time would miss the second thread's work); on 1 thread for the wall and that thread."""
+    from sr_bench.cpu_speed import Timing, _forward_row
+
+    def timing(seconds: float, process: float) -> Timing:
+        return Timing(wall=[seconds] * 3, cpu=[seconds / 2] * 3, process=[process] * 3)
+
+    t = {"conv NCHW": timing(2.0, 4.0), "conv channels_last": timing(1.0, 2.0),
+         "official": timing(30.0, 64.0), "sr_bench": timing(20.0, 40.0)}
+    two = _forward_row(t, 2, conv_equivalents=10.0)["ratios"]["sr_bench"]
+    assert set(two) == {"wall", "process"}
+    assert two["wall"] == {"official_over_this": 1.5, "ceiling_fraction": 0.5}
+    assert two["process"] == {"official_over_this": 1.6, "ceiling_fraction": 0.5}
+    assert set(_forward_row(t, 1, conv_equivalents=10.0)["ratios"]["sr_bench"]) == {"wall", "cpu"}
