@@ -42,7 +42,7 @@ from sr_bench.data.registry import dataset_order
 from sr_bench.labels import markdown, slug
 from sr_bench.paths import results_and_records
 from sr_bench.protocols import PROTOCOLS
-from sr_bench.records import Record, RecordSet, find_conflicts, read_records
+from sr_bench.records import Record, RecordSet, find_conflicts, read_records, records_file_problem
 from sr_bench.storage import write_text
 
 __all__ = ["ALPHA", "TIE_DB", "Pair", "Stats", "bootstrap_ci", "wilcoxon_signed_rank", "pair_records", "compare",
@@ -284,8 +284,12 @@ def _notes_section(notes: Sequence[str]) -> list[str]:
 
 def _read(records_file: str | Path) -> RecordSet:
     path = Path(records_file)
-    if not path.is_file():
+    problem = records_file_problem(path)
+    if problem == "does not exist":
         raise cli.UsageError(f"--records {path}: no such file; run python -m sr_bench.evaluate first or pass --records")
+    if problem is not None:
+        raise cli.UsageError(f"--records {path} {problem}; pass the records file (the records.jsonl that "
+                             f"`python -m sr_bench.evaluate` wrote)")
     return read_records(path)
 
 

@@ -35,6 +35,7 @@ from sr_bench.records import (
     default_label,
     find_conflicts,
     read_records,
+    records_file_problem,
 )
 from sr_bench.storage import write_text
 
@@ -335,9 +336,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     cli.setup_logging(a.verbosity)
     records_path, out = output_paths(a.results, a.records, a.out)
-    if not records_path.is_file():
-        what = "is a folder, not a records file" if records_path.is_dir() else "does not exist"
-        raise cli.DataError(f"{records_path} {what}; pass --records FILE (the records.jsonl that "
+    problem = records_file_problem(records_path)
+    if problem is not None:
+        raise cli.DataError(f"{records_path} {problem.split(', not ')[0]}; pass --records FILE (the records.jsonl that "
                             f"`python -m sr_bench.evaluate` wrote) or --results DIR holding one")
     path = write_table3(read_records(records_path), out)
     print(path.resolve())

@@ -431,8 +431,8 @@ def scenarios() -> list[Scenario]:
             with_lines(lambda s=bad_schema: [a_line().replace('"schema":3', f'"schema":{s}'), b_line()],
                        verify("rec.jsonl")), refused_verify("rec.jsonl:1", "schema"))
     nested = lambda: [a_line(), "[" * 200_000 + "]" * 200_000]  # noqa: E731
-    add("deeply-nested-json-verify", "2", "a line of 200,000 nested arrays: verify", with_lines(nested, verify("rec.jsonl")),
-        refused_verify("rec.jsonl:2"))
+    add("deeply-nested-json-verify", "2", "a line of 200,000 nested arrays: verify",
+        with_lines(nested, verify("rec.jsonl")), refused_verify("rec.jsonl:2"))
     add("deeply-nested-json-table3", "2", "a line of 200,000 nested arrays: table3", with_lines(nested, table3()),
         works(holds("t3.md", "A"), stderr=("rec.jsonl:2",)))
     add("deeply-nested-object-in-field", "2", "model_options nested 100,000 deep: evaluate appends beside it",
@@ -489,8 +489,8 @@ def scenarios() -> list[Scenario]:
         either(holds("t3.md", "B"), words=("rec.jsonl",)))
     add("records-fifo", "also", "--records names a FIFO: table3", fifo_records(table3()), refused("rec.jsonl", "fifo"),
         timeout=30)
-    add("records-dev-zero", "also", "--records is a symlink to /dev/zero: verify", dev_zero_records(verify("rec.jsonl")),
-        refused("rec.jsonl", "device"), timeout=30)
+    add("records-dev-zero", "also", "--records is a symlink to /dev/zero: verify",
+        dev_zero_records(verify("rec.jsonl")), refused("rec.jsonl", "device"), timeout=30)
     add("records-fifo-evaluate", "also", "--records names a FIFO: evaluate (nothing writes to it)",
         fifo_records(evaluate_a()), refused("rec.jsonl", "fifo"), timeout=60)
     add("per-image-fifo-evaluate", "also", "--per-image names a FIFO: evaluate", fifo_csv, refused("pi.csv", "fifo"),
@@ -503,7 +503,8 @@ def scenarios() -> list[Scenario]:
 
     # ---- 5: records through a symlink ---------------------------------------------------------------
     add("records-symlink-written-through", "5", "records.jsonl is a symlink to a shared file; evaluate appends",
-        symlink_setup("shared/rec.jsonl"), works(symlink_kept, holds("shared/rec.jsonl", '"label":"C"', outcome="loss")))
+        symlink_setup("shared/rec.jsonl"),
+        works(symlink_kept, holds("shared/rec.jsonl", '"label":"C"', outcome="loss")))
     add("records-symlink-relative-chain", "5", "a relative symlink to a symlink to the shared file",
         chain_setup, works(symlink_kept, holds("shared/real.jsonl", '"label":"C"', outcome="loss")))
     add("records-symlink-dangling-folder", "5", "records.jsonl links into a folder that does not exist",
@@ -537,7 +538,8 @@ def scenarios() -> list[Scenario]:
     add("label-backtick-pipe", "7", "--label 'a`|`b' (breaks code spans)",
         lambda w: evaluate_a("rec.jsonl", "--table", "t3.md", label="a`|`b"), works(markdown_sound("t3.md")))
     add("label-unicode", "7", "--label 'EDSR 残差 🚀 ünï'",
-        lambda w: evaluate_a("rec.jsonl", "--table", "t3.md", label="EDSR 残差 🚀 ünï"), works(holds("t3.md", "残差 🚀")))
+        lambda w: evaluate_a("rec.jsonl", "--table", "t3.md", label="EDSR 残差 🚀 ünï"),
+        works(holds("t3.md", "残差 🚀")))
     add("label-zero-width", "7", "--label with a zero-width joiner and a combining mark",
         lambda w: evaluate_a("rec.jsonl", "--table", "t3.md", label="A\u200d\u0301"), either(markdown_sound("t3.md")))
     add("label-non-utf8-bytes", "7", "--label given as the bytes b'\\xff\\xfe' (not UTF-8)",
@@ -562,10 +564,12 @@ def scenarios() -> list[Scenario]:
 
     # ---- 10: full and read-only disks under outputs -------------------------------------------------------
     for mode in ("full", "ro"):
-        add(f"compare-out-{mode}", "10", f"compare --out on a {mode} disk", disk_setup(compare("rec.jsonl", "disk/cmp.md")),
-            refused("disk/cmp.md", checks=(absent("disk/cmp.md"),)), disk=mode)
-        add(f"table3-out-{mode}", "10", f"table3 --out on a {mode} disk", disk_setup(table3("rec.jsonl", "disk/t3.md")),
-            refused("disk/t3.md", checks=(absent("disk/t3.md"),)), disk=mode)
+        add(f"compare-out-{mode}", "10", f"compare --out on a {mode} disk",
+            disk_setup(compare("rec.jsonl", "disk/cmp.md")), refused("disk/cmp.md", checks=(absent("disk/cmp.md"),)),
+            disk=mode)
+        add(f"table3-out-{mode}", "10", f"table3 --out on a {mode} disk",
+            disk_setup(table3("rec.jsonl", "disk/t3.md")), refused("disk/t3.md", checks=(absent("disk/t3.md"),)),
+            disk=mode)
         add(f"evaluate-records-{mode}", "10", f"evaluate --records on a {mode} disk (a record there already)",
             disk_setup(evaluate_a("disk/rec.jsonl"), stage_records=True),
             refused("disk/", "rec.jsonl", checks=(disk_unchanged("rec.jsonl"),)), disk=mode)
@@ -581,7 +585,8 @@ def scenarios() -> list[Scenario]:
     add("verify-read-only", "10", "records verify on a read-only disk (reading needs no write)",
         disk_setup(verify("disk/rec.jsonl"), stage_records=True), works(), disk="ro")
     add("table3-reads-read-only", "10", "table3 of records on a read-only disk, --out elsewhere",
-        disk_setup(table3("disk/rec.jsonl", "t3.md"), stage_records=True), works(holds("t3.md", "| A | B |")), disk="ro")
+        disk_setup(table3("disk/rec.jsonl", "t3.md"), stage_records=True), works(holds("t3.md", "| A | B |")),
+        disk="ro")
     add("compare-reads-read-only", "10", "compare of records on a read-only disk, --out elsewhere",
         disk_setup(compare("disk/rec.jsonl", "cmp.md"), stage_records=True), works(holds("cmp.md", "A")), disk="ro")
     add("per-image-csv-nearly-full", "10", "--per-image where the records fit but the CSV does not",
