@@ -424,9 +424,6 @@ def _type_problems(data: dict[str, Any]) -> list[str]:
 
 def _classify(number: int, text: str) -> Entry:
     """What line ``number`` (``text``) of a records file is; reasons do not repeat the location."""
-    if (undecodable := _UNDECODABLE.search(text)) is not None:
-        byte, column = ord(undecodable.group()) - 0xDC00, undecodable.start() + 1
-        return Entry(number, text, "bad", reason=f"not UTF-8 text (byte 0x{byte:02X} at column {column})")
     try:
         data = json.loads(text)
     except ValueError as e:
@@ -483,12 +480,23 @@ def records_file_problem(path: str | os.PathLike) -> str | None:
     return file_kind_problem(path, "a records file (JSON Lines, as `python -m sr_bench.evaluate` writes)")
 
 
-def _parse(text: str) -> list[Entry]:
+def _not_utf8(number: int, text: str) -> Entry | None:
+    """A bad entry for a line holding a byte that was not UTF-8 (see ``_text_of``), else None."""
+    found = _UNDECODABLE.search(text)
+    if found is None:
+        return None
+    byte, column = ord(found.group()) - 0xDC00, found.start() + 1
+    return Entry(number, text, "bad", reason=f"not UTF-8 text (byte 0x{byte:02X} at column {column})")
+
+
+def _parse(text: str, lossy: bool = False) -> list[Entry]:
+    """The entries of a file's text; ``lossy``: it held bytes that were not UTF-8 (each line is
+    searched for them; a clean file, the rule, is not)."""
     entries = []
     for n, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
         if line.strip():
-            entries.append(_classify(n, line))
+            entries.append((lossy and _not_utf8(n, line)) or _classify(n, line))
     return entries
 
 
@@ -535,23 +543,27 @@ def _load(path: Path) -> tuple[list[Entry], bool]:
         if cached is not None and cached.signature == signature:
             return cached.entries, False
         data = f.read()
-    text = _text_of(path, data)
+    text, lossy = _text_of(path, data)
     with bulk():
-        entries = _parse(text)
+        entries = _parse(text, lossy)
     _remember(target, signature, entries)
     return entries, True
 
 
-def _text_of(path: Path, data: bytes) -> str:
-    """The text of a records file. A UTF-8 byte-order mark (an editor's) is dropped. A byte that
-    is not UTF-8 makes its own line unusable (``_classify``), not the file; a NUL byte means a
-    binary file (a checkpoint, an image passed as --records), refused whole before anything
-    would move its "lines" aside."""
+def _text_of(path: Path, data: bytes) -> tuple[str, bool]:
+    """The text of a records file, and whether it held bytes that were not UTF-8. A UTF-8
+    byte-order mark (an editor's) is dropped. A byte that is not UTF-8 makes its own line
+    unusable (``_not_utf8``), not the file; a NUL byte means a binary file (a checkpoint, an
+    image passed as --records), refused whole before anything would move its "lines" aside."""
     if b"\0" in data:
         at = data.index(b"\0")
         raise cli.DataError(f"{path}: is a binary file (a NUL byte at byte {at}), not a records file (JSON Lines, as "
                             f"`python -m sr_bench.evaluate` writes); pass --records FILE with one")
-    return data.removeprefix(codecs.BOM_UTF8).decode("utf-8", "surrogateescape")
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:  # kept as U+DC80..U+DCFF, so a line set aside keeps its bytes
+        return data.decode("utf-8", "surrogateescape"), True
 
 
 class RecordSet(list):  # list[Record]; mypy cannot subclass a generic alias here without noise

@@ -85,7 +85,7 @@ def file_kind_problem(path: str | os.PathLike, what: str) -> str | None:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            return f"is a symlink to {os.readlink(path)}, which does not exist"
+            return f"is a symlink to {os.readlink(os.fspath(path))}, which does not exist"
         return "does not exist"
     except OSError as e:
         return "is a symlink loop (it leads back to itself)" if e.errno == errno.ELOOP else \

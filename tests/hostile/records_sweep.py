@@ -400,7 +400,7 @@ def scenarios() -> list[Scenario]:
         refused_verify("rec.jsonl:1", "per-image"))
     add("duplicate-identity-differs", "2", "the same identity twice: 33.65-like and 99.0, both sealed",
         with_lines(lambda: [a_line(), seal(consistent({**a(), "date": "2099-01-01T00:00:00+00:00"}, 99.0)), b_line()],
-                   table3()), works(holds("t3.md", "conflict"), stderr=("conflict",)))
+                   table3()), works(holds("t3.md", "Reproducibility conflict", "99.000000")))
     add("duplicate-identity-differs-compare", "2", "the same identity twice, different values: compare",
         with_lines(lambda: [a_line(), seal(consistent({**a(), "date": "2099-01-01T00:00:00+00:00"}, 99.0)), b_line()],
                    compare()), either(holds("cmp.md", "conflict"), words=("conflict",)))
@@ -487,6 +487,16 @@ def scenarios() -> list[Scenario]:
         refused("rec.jsonl"))
     add("records-latin1-line", "also", "one line with a Latin-1 byte in a label: table3", latin1_records(table3()),
         either(holds("t3.md", "B"), words=("rec.jsonl",)))
+    add("records-latin1-line-append", "also", "one line with a Latin-1 byte; evaluate appends (the line set aside "
+        "byte for byte)", latin1_records(evaluate_a()),
+        works(latin1_set_aside, holds("rec.jsonl", '"label":"B"')))
+    add("records-is-a-checkpoint", "also", "--records names a torch checkpoint by mistake: evaluate",
+        checkpoint_records,
+        refused("rec.jsonl", checks=(file_unchanged("rec.jsonl", lambda w: (w / "sha").read_text()),
+                                     absent("rec.jsonl.bad"))))
+    add("record-host-lone-surrogate", "also", 'a sealed record whose host is "cpu \\udcff" (a lone surrogate): table3',
+        with_lines(lambda: [seal({**a(), "host": "cpu \udcff"}), b_line()], table3()),
+        either(holds("t3.md", "| B |"), words=("rec.jsonl",)))
     add("records-fifo", "also", "--records names a FIFO: table3", fifo_records(table3()), refused("rec.jsonl", "fifo"),
         timeout=30)
     add("records-dev-zero", "also", "--records is a symlink to /dev/zero: verify",
@@ -686,6 +696,21 @@ def latin1_records(argv: list[str]) -> Callable[[Path], list[str]]:
         (work / "rec.jsonl").write_bytes(bad + b"\n" + b"\n".join(lines) + b"\n")
         return argv
     return setup
+
+
+def latin1_set_aside(r: Run) -> str | None:
+    aside = r.work / "rec.jsonl.bad"
+    if not aside.exists():
+        return "loss: the Latin-1 line is gone (no rec.jsonl.bad)"
+    return None if b"caf\xe9" in aside.read_bytes() else "loss: rec.jsonl.bad lacks the line's bytes"
+
+
+def checkpoint_records(work: Path) -> list[str]:
+    import torch
+
+    torch.save({"w": torch.arange(1000.0)}, work / "rec.jsonl")
+    (work / "sha").write_text(hashlib.sha256((work / "rec.jsonl").read_bytes()).hexdigest())
+    return evaluate_a()
 
 
 def fifo_records(argv: list[str]) -> Callable[[Path], list[str]]:
