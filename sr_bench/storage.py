@@ -36,12 +36,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sr_bench.errors import StorageError, storage_error
+from sr_bench.errors import StorageError, UsageError, storage_error
 from sr_bench.images import OutputIsFolderError, _host_tag, _pid_alive, _temp_prefix, _umask, remove_stale_temps
 
 __all__ = [
     "HEARTBEAT_S", "LOCK_DIR", "STALE_AFTER_S", "LockOwner", "LockTimeout", "StorageError", "commit_files",
-    "file_kind_problem", "file_lock", "lock_holder", "lock_path", "storage_error", "write_target", "write_text",
+    "file_kind_problem", "file_lock", "lock_holder", "lock_path", "refuse_same_file", "storage_error", "write_target",
+    "write_text",
 ]
 
 log = logging.getLogger("sr_bench.storage")
@@ -96,6 +97,35 @@ def file_kind_problem(path: str | os.PathLike, what: str) -> str | None:
         kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
         return f"is {kind}, not {what}"
     return None
+
+
+def _identity(path: Path) -> tuple[object, ...]:
+    """What makes two paths one file: device and inode when it exists, else the real path. The
+    real path first: ``sub/../x`` is ``x`` once a writer has made ``sub``, though ``stat`` of it
+    fails while ``sub`` does not exist."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:  # not there yet (or a loop: judged by the real path, which stops at it)
+        return ("path", real)
+    return ("inode", st.st_dev, st.st_ino)
+
+
+def refuse_same_file(paths: Sequence[tuple[str, str | os.PathLike | None]]) -> None:
+    """A one-line :class:`sr_bench.errors.UsageError` when two of ``paths`` (``(option, path)``;
+    None: not given) name one file, through symlinks, hard links or ``..``: writing one would
+    destroy the other (a table written over the records it was made from), or wait for ever on
+    its own lock."""
+    seen: dict[tuple[object, ...], tuple[str, str | os.PathLike]] = {}
+    for option, path in paths:
+        if path is None:
+            continue
+        key = _identity(Path(path))
+        if key in seen:
+            first, where = seen[key]
+            raise UsageError(f"{option} {path} is the same file as {first} {where}: writing one would destroy the "
+                             f"other; pass another path for {option}")
+        seen[key] = (option, path)
 
 
 # --- the lock -------------------------------------------------------------------------------

@@ -144,3 +144,58 @@ def test_writing_through_a_symlink_loop_is_one_line(odd_files):
     with pytest.raises(StorageError, match="loop.jsonl: is a symlink loop"):
         write_target(odd_files["a symlink loop"])
     assert storage.file_kind_problem(odd_files["a FIFO"], "a records file") == "is a FIFO, not a records file"
+
+
+# --- an output that is the records it is made from ------------------------------------------------
+
+
+@pytest.fixture
+def stored(tmp_path):
+    path = tmp_path / "rec.jsonl"
+    path.write_text(_lines(make_record(label="A"), make_record(label="B", psnr=31.0)))
+    return path
+
+
+@pytest.mark.parametrize("how", ["same path", "symlink", "hard link", "dot-dot"])
+def test_a_table_written_over_its_own_records_is_refused(stored, how, capsys):
+    before = stored.read_bytes()
+    out = {"same path": stored, "symlink": stored.parent / "t3.md", "hard link": stored.parent / "t3.md",
+           "dot-dot": stored.parent / "sub" / ".." / stored.name}[how]
+    if how == "symlink":
+        out.symlink_to(stored)
+    elif how == "hard link":
+        os.link(stored, out)
+    assert table3_main(["--records", str(stored), "--out", str(out)]) == 2
+    assert f"--out {out} is the same file as --records {stored}" in capsys.readouterr().err
+    assert compare.main(["A", "B", "--records", str(stored), "--out", str(out)]) == 2
+    assert "is the same file as --records" in capsys.readouterr().err
+    assert stored.read_bytes() == before
+
+
+def test_evaluate_refuses_a_table_or_csv_over_its_records_before_any_work(stored, capsys):
+    from sr_bench.evaluate import main as evaluate_main
+
+    before = stored.read_bytes()
+    for option in ("--table", "--per-image"):  # --per-image: it waited for ever on its own lock
+        argv = ["--model", "bicubic", "--datasets", str(stored.parent / "no-such-folder"), "--scales", "2",
+                "--records", str(stored), option, str(stored), "--no-progress"]
+        assert evaluate_main(argv) == 2
+        assert f"{option} {stored} is the same file as --records {stored}" in capsys.readouterr().err
+    assert stored.read_bytes() == before
+
+
+def test_distinct_files_that_do_not_exist_yet_pass(tmp_path):
+    storage.refuse_same_file([("--records", tmp_path / "a.jsonl"), ("--out", tmp_path / "b.md"), ("--x", None)])
+    with pytest.raises(UsageError, match="--out .*new.md is the same file as --records"):
+        storage.refuse_same_file([("--records", tmp_path / "new.md"), ("--out", tmp_path / "d" / ".." / "new.md")])
+
+
+def test_a_figure_written_over_its_records_is_refused(stored, capsys):
+    from sr_bench.figure import main as figure_main
+
+    before = stored.read_bytes()
+    argv = ["--image", "Set5/baby", "--box", "0", "0", "8", "8", "--labels", "bicubic", "--scale", "2",
+            "--records", str(stored), "--out", str(stored)]
+    assert figure_main(argv) == 2
+    assert f"--out {stored} is the same file as --records {stored}" in capsys.readouterr().err
+    assert stored.read_bytes() == before

@@ -37,7 +37,7 @@ from sr_bench.records import (
     read_records,
     records_file_problem,
 )
-from sr_bench.storage import write_text
+from sr_bench.storage import refuse_same_file, write_text
 
 __all__ = ["Column", "Skip", "table3_markdown", "write_table3", "main"]
 
@@ -340,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         raise cli.DataError(f"{records_path} {problem.split(', not ')[0]}; pass --records FILE (the records.jsonl that "
                             f"`python -m sr_bench.evaluate` wrote) or --results DIR holding one")
+    refuse_same_file([("--records", records_path), ("--out", out)])
     path = write_table3(read_records(records_path), out)
     print(path.resolve())
     return 0

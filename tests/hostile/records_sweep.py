@@ -289,13 +289,16 @@ def absent(*paths: str) -> Callable[[Run], str | None]:
     return check
 
 
-def lines_kept(path: str, originals: Callable[[], list[str]], outcome: str = "loss") -> Callable[[Run], str | None]:
-    """Every line in ``originals()`` is still in ``path``, byte for byte."""
+def lines_kept(path: str | tuple[str, ...], originals: Callable[[], list[str]],
+               outcome: str = "loss") -> Callable[[Run], str | None]:
+    """Every line in ``originals()`` is still in ``path`` (or one of several), byte for byte."""
+    paths = (path,) if isinstance(path, str) else path
+
     def check(r: Run) -> str | None:
-        p = r.work / path
-        now = p.read_bytes().decode("utf-8", "surrogateescape").splitlines() if p.exists() else []
+        now = {line for p in paths if (r.work / p).exists()
+               for line in (r.work / p).read_bytes().decode("utf-8", "surrogateescape").splitlines()}
         gone = [line[:60] for line in originals() if line not in now]
-        return f"{outcome}: {path} lost {len(gone)} line(s): {gone[:1]}" if gone else None
+        return f"{outcome}: {' / '.join(paths)} lost {len(gone)} line(s): {gone[:1]}" if gone else None
     return check
 
 
@@ -438,8 +441,8 @@ def scenarios() -> list[Scenario]:
     add("deeply-nested-object-in-field", "2", "model_options nested 100,000 deep: evaluate appends beside it",
         with_lines(lambda: [a_line().replace('"model_options":{}', '"model_options":' + '{"a":' * 100_000 + "1"
                                              + "}" * 100_000)], evaluate_a()),
-        works(lines_kept("rec.jsonl", lambda: [a_line().replace('"model_options":{}', '"model_options":'
-                                                                 + '{"a":' * 100_000 + "1" + "}" * 100_000)])))
+        works(lines_kept(("rec.jsonl", "rec.jsonl.bad"), lambda: [a_line().replace(
+            '"model_options":{}', '"model_options":' + '{"a":' * 100_000 + "1" + "}" * 100_000)])))
     add("json-array-line", "2", "a line that is a JSON array: table3",
         with_lines(lambda: [a_line(), "[1, 2, 3]", b_line()], table3()), works(holds("t3.md", "A", "B"),
                                                                               stderr=("rec.jsonl:2",)))
@@ -505,6 +508,25 @@ def scenarios() -> list[Scenario]:
         fifo_records(evaluate_a()), refused("rec.jsonl", "fifo"), timeout=60)
     add("per-image-fifo-evaluate", "also", "--per-image names a FIFO: evaluate", fifo_csv, refused("pi.csv", "fifo"),
         timeout=60)
+    # outputs that are the records they are made from
+    same = lambda argv: with_lines(lambda: WORLD.lines(), argv)  # noqa: E731
+    unchanged = file_unchanged("rec.jsonl", lambda w: hashlib.sha256(WORLD.records.read_bytes()).hexdigest())
+    add("table3-out-is-records", "also", "table3 --records rec.jsonl --out rec.jsonl",
+        same(table3("rec.jsonl", "rec.jsonl")), refused("same file", checks=(unchanged,)))
+    add("compare-out-is-records", "also", "compare --out ./rec.jsonl (the records, spelled another way)",
+        same(compare("rec.jsonl", "./rec.jsonl")), refused("same file", checks=(unchanged,)))
+    add("table3-out-symlink-to-records", "also", "table3 --out t3.md, a symlink to the records",
+        lambda w: (same(table3())(w), (w / "t3.md").symlink_to("rec.jsonl"))[0],
+        refused("same file", checks=(unchanged,)))
+    add("evaluate-table-is-records", "also", "evaluate --table rec.jsonl --records rec.jsonl",
+        same(evaluate_a("rec.jsonl", "--table", "rec.jsonl")), refused("same file", checks=(unchanged,)))
+    add("evaluate-per-image-is-records", "also", "evaluate --per-image rec.jsonl --records rec.jsonl",
+        same(evaluate_a("rec.jsonl", "--per-image", "rec.jsonl")), refused("same file", checks=(unchanged,)),
+        timeout=60)
+    add("evaluate-per-image-hard-link-to-records", "also", "--per-image pi.csv, a hard link to the records",
+        lambda w: (same(evaluate_a("rec.jsonl", "--per-image", "pi.csv"))(w),
+                   os.link(w / "rec.jsonl", w / "pi.csv"))[0],
+        refused("same file", checks=(unchanged,)), timeout=60)
     add("per-image-no-lock-left", "also", "evaluate --per-image leaves no .lock beside the CSV",
         lambda w: evaluate_a("rec.jsonl", "--per-image", "pi.csv"), works(no_lock_files))
     add("concurrent-appends", "also", "four evaluates append to one records file at once", concurrent_setup,
