@@ -628,8 +628,8 @@ def scenarios() -> list[Scenario]:
     # ---- 13: mixed-up paths (variants of the first sweep's) --------------------------------------------------
     add("weights-symlink-to-folder", "13", "--weights is a symlink to a folder", weights_link_setup,
         refused("w.pt", "folder"))
-    add("weights-module-prefix", "13", "a DataParallel checkpoint (every key under 'module.')",
-        ckpt_setup("module"), refused("module.", "w.pt"))
+    add("weights-module-prefix", "13", "a DataParallel checkpoint (every key under 'module.'): loaded, and said",
+        ckpt_setup("module"), works(stderr=("module.",)))
     add("weights-wrapped-state-dict", "13", "a checkpoint {'state_dict': ..., 'epoch': 3}", ckpt_setup("wrapped"),
         either(words=("w.pt", "state_dict")))
     add("weights-other-scale", "13", "an x3 checkpoint given for x2 (tail shapes differ)", ckpt_setup("x3"),
@@ -966,7 +966,10 @@ def make_archive(kind: str, work: Path) -> bytes:
     if kind == "tar-huge-declared":
         info = tarfile.TarInfo("benchmark/huge")
         info.size = 1 << 40  # the header says 1 TB; the archive ends after it
-        return _tar_bytes(_set5)[:-1024] + info.tobuf(tarfile.GNU_FORMAT) + b"\0" * 1024
+        buf = io.BytesIO()
+        tf = tarfile.open(fileobj=buf, mode="w")  # not closed: no end-of-archive blocks before the header
+        _set5(tf)
+        return buf.getvalue()[:tf.offset] + info.tobuf(tarfile.GNU_FORMAT) + b"\0" * 1024
     if kind == "zip-dotdot":
         return _zip_bytes([("benchmark/Set5/HR/a.png", b"x"), ("../../escaped_zip", b"x")])
     if kind == "zip-absolute":
