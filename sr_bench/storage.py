@@ -89,6 +89,8 @@ def file_kind_problem(path: str | os.PathLike, what: str) -> str | None:
             return f"is a symlink to {os.readlink(os.fspath(path))}, which does not exist"
         return "does not exist"
     except OSError as e:
+        if e.errno == errno.ENOTDIR:
+            return "cannot be there: a part of its path is a file, not a folder"
         return "is a symlink loop (it leads back to itself)" if e.errno == errno.ELOOP else \
             f"cannot be read ({e.strerror or e})"
     if stat.S_ISDIR(st.st_mode):

@@ -199,3 +199,9 @@ def test_a_figure_written_over_its_records_is_refused(stored, capsys):
     assert figure_main(argv) == 2
     assert f"--out {stored} is the same file as --records {stored}" in capsys.readouterr().err
     assert stored.read_bytes() == before
+
+
+def test_a_path_under_a_file_says_so(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UsageError, match="afile/rec.jsonl cannot be there: a part of its path is a file"):
+        check_output(tmp_path / "afile" / "rec.jsonl", "records.jsonl", "--records")
