@@ -42,8 +42,8 @@ from sr_bench.data.registry import dataset_order
 from sr_bench.labels import markdown, slug
 from sr_bench.paths import results_and_records
 from sr_bench.protocols import PROTOCOLS
-from sr_bench.records import Record, RecordSet, find_conflicts, read_records
-from sr_bench.storage import write_text
+from sr_bench.records import Record, RecordSet, find_conflicts, read_records, records_file_problem
+from sr_bench.storage import refuse_same_file, write_text
 
 __all__ = ["ALPHA", "TIE_DB", "Pair", "Stats", "bootstrap_ci", "wilcoxon_signed_rank", "pair_records", "compare",
            "compare_protocols", "evaluate_command", "main"]
@@ -284,8 +284,12 @@ def _notes_section(notes: Sequence[str]) -> list[str]:
 
 def _read(records_file: str | Path) -> RecordSet:
     path = Path(records_file)
-    if not path.is_file():
+    problem = records_file_problem(path)
+    if problem == "does not exist":
         raise cli.UsageError(f"--records {path}: no such file; run python -m sr_bench.evaluate first or pass --records")
+    if problem is not None:
+        raise cli.UsageError(f"--records {path} {problem}; pass the records file (the records.jsonl that "
+                             f"`python -m sr_bench.evaluate` wrote)")
     return read_records(path)
 
 
@@ -515,13 +519,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels_and_protocols(parser, args)
     cli.setup_logging(args.verbosity)
     results, records = results_and_records(args.results, args.records)
+    out = output_path(results, args.out, args.a, args.b, args.protocols)
+    refuse_same_file([("--records", records), ("--out", out)])
     if args.protocols:
         protocols = list(dict.fromkeys(args.protocols))
         text = compare_protocols(args.a, args.b, records, protocols, datasets=args.datasets, scales=args.scales)
     else:
         text = compare(args.a, args.b, records, protocol=args.protocol, datasets=args.datasets, scales=args.scales,
                        worst=args.worst)
-    out = output_path(results, args.out, args.a, args.b, args.protocols)
     write_text(out, text)
     print(text, end="")
     log.info("written to %s", out.resolve())

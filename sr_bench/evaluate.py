@@ -46,7 +46,7 @@ from sr_bench.precision import ieee_float32, math_mode
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
 from sr_bench.records import Companion, Record, append_records, default_label, environment, read_records, records_lock
 from sr_bench.scoring import DataFingerprint, dataset_identity, score_image, set_fields
-from sr_bench.storage import write_target, write_text
+from sr_bench.storage import file_kind_problem, refuse_same_file, write_target, write_text
 from sr_bench.tables.table3 import write_table3
 from sr_bench.weights.basicsr_options import read_basicsr_options
 
@@ -408,6 +408,9 @@ def check_output(path: Path, what: str, option: str) -> None:
     results folder behind; the writers make them when there is something to write."""
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder; give a file path, e.g. {path / Path(what).name}")
+    problem = file_kind_problem(path, "a file sr_bench can replace")
+    if problem is not None and problem != "does not exist" and not problem.startswith("is a symlink to"):
+        raise UsageError(f"{option} {path} {problem}; pass the path of a regular file (or a new name)")
     made, folder = [], path.parent
     while not folder.exists() and folder.parent != folder:
         made.append(folder)
@@ -619,6 +622,8 @@ def run(config: EvalConfig) -> list[Record]:
     check_output(config.table_path, "table3.md", "--table")
     if config.per_image:
         check_output(Path(config.per_image), "per_image.csv", "--per-image")
+    refuse_same_file([("--records", config.records_path), ("--table", config.table_path),
+                      ("--per-image", config.per_image)])
     existing = read_records(config.records_path)
     score = _score_sr_folder if config.sr_dir else _score_models
     records: list[Record] = []

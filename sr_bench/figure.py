@@ -37,6 +37,7 @@ from sr_bench.paths import results_and_records
 from sr_bench.protocols import PROTOCOLS, Protocol, Reference, get_protocol
 from sr_bench.records import Record, read_records
 from sr_bench.sr_folder import find_sr_file
+from sr_bench.storage import refuse_same_file
 
 __all__ = ["Panel", "FigureResult", "Method", "resolve_method", "make_figure", "main"]
 
@@ -296,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ds_name, _, stem = args.image.rpartition("/")
     name = f"{Path(ds_name).name.lower()}_{stem.replace('_', '')}_x{args.scale}.png"
     out = Path(args.out) if args.out else results / "figures" / name
+    refuse_same_file([("--records", records_file), ("--out", out), ("--out (its .json)", out.with_suffix(".json"))])
     check_writable(out)  # before any network runs
     check_writable(out.with_suffix(".json"))
     device = resolve_device(None if args.device == "auto" else args.device)

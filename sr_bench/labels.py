@@ -16,9 +16,10 @@ from sr_bench.errors import UsageError
 __all__ = ["check_label", "code", "csv_text", "label_problem", "markdown", "slug"]
 
 #: refused in a label: control characters (C0, DEL, C1: newline, tab, escape sequences), line and
-#: paragraph separators (they break a markdown row or a CSV line) and bidirectional overrides and
-#: isolates (they reorder what a reader sees around them)
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f]")
+#: paragraph separators (they break a markdown row or a CSV line), bidirectional overrides and
+#: isolates (they reorder what a reader sees around them), and lone surrogates (bytes of a
+#: command line that were not UTF-8: no file can hold them as text)
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f\ud800-\udfff]")
 #: a CSV cell starting with one of these is run as a formula by spreadsheets (OWASP CSV injection)
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SLUG_MAX = 60
@@ -29,9 +30,11 @@ def label_problem(label: str) -> str | None:
     if not label.strip():
         return "is empty"
     found = _INVISIBLE.search(label)
-    if found is not None:
-        return f"has the control character U+{ord(found.group()):04X} at position {found.start()}"
-    return None
+    if found is None:
+        return None
+    if 0xD800 <= ord(found.group()) <= 0xDFFF:
+        return f"is not UTF-8 text (a byte that is not UTF-8 at position {found.start()}: the terminal's encoding?)"
+    return f"has the control character U+{ord(found.group()):04X} at position {found.start()}"
 
 
 def check_label(label: str, option: str = "--label") -> str:

@@ -28,6 +28,7 @@ checking them, changing no value. See ``docs/records.md``.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import functools
@@ -38,6 +39,7 @@ import logging
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -50,14 +52,14 @@ from sr_bench import cli
 from sr_bench.data.registry import DATASETS
 from sr_bench.labels import label_problem
 from sr_bench.paths import results_and_records
-from sr_bench.storage import LockTimeout, commit_files, file_lock, storage_error, write_target
+from sr_bench.storage import LockTimeout, commit_files, file_kind_problem, file_lock, storage_error, write_target
 from sr_bench.version import __version__
 
 __all__ = [
     "CONFLICT_DB", "SCHEMA_VERSION", "Companion", "bulk", "Conflict", "Entry", "LockTimeout", "Record",
     "RecordKey", "RecordSet", "append_records", "checksum_of", "default_label", "environment", "find_conflicts",
-    "find_record", "git_commit", "main", "read_records", "record_line", "records_lock", "upgrade_records",
-    "value_problems", "verify_records", "write_records",
+    "find_record", "git_commit", "main", "read_records", "record_line", "records_file_problem", "records_lock",
+    "upgrade_records", "value_problems", "verify_records", "write_records",
 ]
 
 SCHEMA_VERSION = 3
@@ -285,7 +287,7 @@ def _checksum_holds(line: str, data: dict[str, Any]) -> bool:
         return True  # the line is as sr_bench wrote it: no need to re-serialise
     try:
         return checksum_of(data) == stored
-    except ValueError:  # NaN / Inf: not canonical JSON
+    except (ValueError, RecursionError):  # NaN / Inf, or nested too deeply: not canonical JSON
         return False
 
 
@@ -426,8 +428,13 @@ def _classify(number: int, text: str) -> Entry:
         data = json.loads(text)
     except ValueError as e:
         return Entry(number, text, "bad", reason=f"not a JSON record ({e})")
+    except RecursionError:
+        return Entry(number, text, "bad", reason="not a record (JSON nested deeper than Python can parse)")
     if not isinstance(data, dict):
         return Entry(number, text, "bad", reason=f"a JSON {type(data).__name__}, not a record")
+    if _has_escaped_surrogate(text) and (lone := _lone_surrogate(data)) is not None:
+        return Entry(number, text, "refused", reason=f"holds {lone}, a \\u escape of a lone surrogate (not text: bytes "
+                                                     f"that were not UTF-8?)")
     found = _schema_problem(data)
     if found is not None:
         return Entry(number, text, found[0], reason=found[1])
@@ -446,12 +453,50 @@ def _classify(number: int, text: str) -> Entry:
     return Entry(number, text, "legacy" if record.legacy else "verified", record)
 
 
-def _parse(text: str) -> list[Entry]:
+#: how ``_load`` shows a byte that is not UTF-8 (``surrogateescape``: U+DC80..U+DCFF)
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+
+def _has_escaped_surrogate(line: str) -> bool:
+    """Whether ``line`` may hold a JSON escape of a UTF-16 surrogate (canonical JSON writes an
+    emoji as a pair of them; only a lone one is not text): a cheap test before the real one."""
+    return "\\ud" in line or "\\uD" in line
+
+
+def _lone_surrogate(data: Any) -> str | None:
+    """The first string in ``data`` that holds a lone surrogate (no UTF-8 encoding exists), as
+    ``\\uXXXX``; None when every string is text."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+        return None
+    except UnicodeEncodeError as e:
+        return f"\\u{ord(e.object[e.start]):04x}"
+    except (ValueError, RecursionError):  # NaN, or too deep: judged elsewhere
+        return None
+
+
+def records_file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a records file ("does not exist" included), or None."""
+    return file_kind_problem(path, "a records file (JSON Lines, as `python -m sr_bench.evaluate` writes)")
+
+
+def _not_utf8(number: int, text: str) -> Entry | None:
+    """A bad entry for a line holding a byte that was not UTF-8 (see ``_text_of``), else None."""
+    found = _UNDECODABLE.search(text)
+    if found is None:
+        return None
+    byte, column = ord(found.group()) - 0xDC00, found.start() + 1
+    return Entry(number, text, "bad", reason=f"not UTF-8 text (byte 0x{byte:02X} at column {column})")
+
+
+def _parse(text: str, lossy: bool = False) -> list[Entry]:
+    """The entries of a file's text; ``lossy``: it held bytes that were not UTF-8 (each line is
+    searched for them; a clean file, the rule, is not)."""
     entries = []
     for n, line in enumerate(text.split("\n"), start=1):
         line = line.rstrip("\r")
         if line.strip():
-            entries.append(_classify(n, line))
+            entries.append((lossy and _not_utf8(n, line)) or _classify(n, line))
     return entries
 
 
@@ -480,14 +525,16 @@ def _remember(target: Path, signature: tuple[int, ...], entries: list[Entry]) ->
 
 def _load(path: Path) -> tuple[list[Entry], bool]:
     """The entries of ``path`` and whether they were parsed now (False: the cached parse)."""
+    problem = records_file_problem(path)
+    if problem == "does not exist":
+        return [], False
+    if problem is not None:  # never open a FIFO (blocks for ever) or a device (never ends)
+        raise cli.DataError(f"{path}: {problem}; pass --records FILE with one")
     target = path.resolve()
     try:
         f = open(target, "rb")
     except FileNotFoundError:
         return [], False
-    except IsADirectoryError:
-        raise cli.DataError(f"{path}: is a folder, not a records file (JSON Lines, as `python -m sr_bench.evaluate` "
-                            f"writes); pass --records FILE with one") from None
     except OSError as e:
         raise storage_error(path, e, "read") from None
     with f:
@@ -496,15 +543,27 @@ def _load(path: Path) -> tuple[list[Entry], bool]:
         if cached is not None and cached.signature == signature:
             return cached.entries, False
         data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise cli.DataError(f"{path}: is not a text file ({e.reason} at byte {e.start}), not a records file (JSON "
-                            f"Lines, as `python -m sr_bench.evaluate` writes); pass --records FILE with one") from None
+    text, lossy = _text_of(path, data)
     with bulk():
-        entries = _parse(text)
+        entries = _parse(text, lossy)
     _remember(target, signature, entries)
     return entries, True
+
+
+def _text_of(path: Path, data: bytes) -> tuple[str, bool]:
+    """The text of a records file, and whether it held bytes that were not UTF-8. A UTF-8
+    byte-order mark (an editor's) is dropped. A byte that is not UTF-8 makes its own line
+    unusable (``_not_utf8``), not the file; a NUL byte means a binary file (a checkpoint, an
+    image passed as --records), refused whole before anything would move its "lines" aside."""
+    if b"\0" in data:
+        at = data.index(b"\0")
+        raise cli.DataError(f"{path}: is a binary file (a NUL byte at byte {at}), not a records file (JSON Lines, as "
+                            f"`python -m sr_bench.evaluate` writes); pass --records FILE with one")
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8"), False
+    except UnicodeDecodeError:  # kept as U+DC80..U+DCFF, so a line set aside keeps its bytes
+        return data.decode("utf-8", "surrogateescape"), True
 
 
 class RecordSet(list):  # list[Record]; mypy cannot subclass a generic alias here without noise
@@ -755,8 +814,8 @@ def append_records(
 def _set_aside(path: Path, bad: Sequence[Entry]) -> None:
     """Append unreadable lines to ``<file>.bad`` (after the rewrite that dropped them)."""
     aside = Path(f"{path}.bad")
-    try:
-        with open(aside, "a") as f:
+    try:  # byte for byte: a line that was not UTF-8 goes back as the bytes it was
+        with open(aside, "a", encoding="utf-8", errors="surrogateescape") as f:
             f.writelines(b.text + "\n" for b in bad)
             f.flush()
             os.fsync(f.fileno())
@@ -868,10 +927,10 @@ def _ranges(numbers: Sequence[int]) -> str:
 
 
 def _existing(path: Path, doing: str) -> Path:
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise cli.DataError(f"{path} {what}; pass the records file to {doing} (the records.jsonl that "
-                            f"`python -m sr_bench.evaluate` wrote)")
+    problem = records_file_problem(path)
+    if problem is not None:
+        raise cli.DataError(f"{path} {problem.split(', not ')[0]}; pass the records file to {doing} (the "
+                            f"records.jsonl that `python -m sr_bench.evaluate` wrote)")
     return path
 
 

@@ -21,12 +21,14 @@ written through: the target is replaced, the link stays.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import json
 import logging
 import os
 import secrets
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -34,12 +36,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sr_bench.errors import StorageError, storage_error
+from sr_bench.errors import StorageError, UsageError, storage_error
 from sr_bench.images import OutputIsFolderError, _host_tag, _pid_alive, _temp_prefix, _umask, remove_stale_temps
 
 __all__ = [
     "HEARTBEAT_S", "LOCK_DIR", "STALE_AFTER_S", "LockOwner", "LockTimeout", "StorageError", "commit_files",
-    "file_lock", "lock_holder", "lock_path", "storage_error", "write_target", "write_text",
+    "file_kind_problem", "file_lock", "lock_holder", "lock_path", "refuse_same_file", "storage_error", "write_target",
+    "write_text",
 ]
 
 log = logging.getLogger("sr_bench.storage")
@@ -64,11 +67,67 @@ def write_target(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_symlink():
         return path
-    target = path.resolve()
+    try:
+        target = path.resolve(strict=False)
+    except (RuntimeError, OSError):  # a loop: RuntimeError up to Python 3.12, OSError (ELOOP) after
+        raise StorageError(f"{path}: is a symlink loop (it leads back to itself); remove it, or pass another "
+                           f"path") from None
     if not target.parent.is_dir():
         raise StorageError(f"{path}: is a symlink to {target}, whose folder does not exist (an unmounted share?); "
                            f"mount it, or pass another path")
     return target
+
+
+def file_kind_problem(path: str | os.PathLike, what: str) -> str | None:
+    """Why ``path`` cannot be read as ``what`` ("a records file"): it does not exist (or is a
+    dangling symlink), is a symlink loop, a folder, a FIFO (reading would block for ever), a
+    socket or a device (``/dev/zero`` never ends); None for a regular file (symlinks followed)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"is a symlink to {os.readlink(os.fspath(path))}, which does not exist"
+        return "does not exist"
+    except OSError as e:
+        if e.errno == errno.ENOTDIR:
+            return "cannot be there: a part of its path is a file, not a folder"
+        return "is a symlink loop (it leads back to itself)" if e.errno == errno.ELOOP else \
+            f"cannot be read ({e.strerror or e})"
+    if stat.S_ISDIR(st.st_mode):
+        return f"is a folder, not {what}"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
+        return f"is {kind}, not {what}"
+    return None
+
+
+def _identity(path: Path) -> tuple[object, ...]:
+    """What makes two paths one file: device and inode when it exists, else the real path. The
+    real path first: ``sub/../x`` is ``x`` once a writer has made ``sub``, though ``stat`` of it
+    fails while ``sub`` does not exist."""
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError:  # not there yet (or a loop: judged by the real path, which stops at it)
+        return ("path", real)
+    return ("inode", st.st_dev, st.st_ino)
+
+
+def refuse_same_file(paths: Sequence[tuple[str, str | os.PathLike | None]]) -> None:
+    """A one-line :class:`sr_bench.errors.UsageError` when two of ``paths`` (``(option, path)``;
+    None: not given) name one file, through symlinks, hard links or ``..``: writing one would
+    destroy the other (a table written over the records it was made from), or wait for ever on
+    its own lock."""
+    seen: dict[tuple[object, ...], tuple[str, str | os.PathLike]] = {}
+    for option, path in paths:
+        if path is None:
+            continue
+        key = _identity(Path(path))
+        if key in seen:
+            first, where = seen[key]
+            raise UsageError(f"{option} {path} is the same file as {first} {where}: writing one would destroy the "
+                             f"other; pass another path for {option}")
+        seen[key] = (option, path)
 
 
 # --- the lock -------------------------------------------------------------------------------
@@ -115,7 +174,7 @@ class LockOwner:
         try:
             data = json.loads(raw.decode())
             return cls(**data) if isinstance(data, dict) else None
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             return None  # being written, or not ours
 
 

@@ -35,8 +35,9 @@ from sr_bench.records import (
     default_label,
     find_conflicts,
     read_records,
+    records_file_problem,
 )
-from sr_bench.storage import write_text
+from sr_bench.storage import refuse_same_file, write_text
 
 __all__ = ["Column", "Skip", "table3_markdown", "write_table3", "main"]
 
@@ -335,10 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     cli.setup_logging(a.verbosity)
     records_path, out = output_paths(a.results, a.records, a.out)
-    if not records_path.is_file():
-        what = "is a folder, not a records file" if records_path.is_dir() else "does not exist"
-        raise cli.DataError(f"{records_path} {what}; pass --records FILE (the records.jsonl that "
+    problem = records_file_problem(records_path)
+    if problem is not None:
+        raise cli.DataError(f"{records_path} {problem.split(', not ')[0]}; pass --records FILE (the records.jsonl that "
                             f"`python -m sr_bench.evaluate` wrote) or --results DIR holding one")
+    refuse_same_file([("--records", records_path), ("--out", out)])
     path = write_table3(read_records(records_path), out)
     print(path.resolve())
     return 0

@@ -249,13 +249,12 @@ def scenarios() -> list[Scenario]:
             "import sr_bench.sr_folder as f\n"
             "root = Path('sr').resolve()\n"
             "read = {}\n"
-            "real_open = open\n"
-            "real_read = Path.read_bytes\n"
-            "def read_bytes(p):\n"
+            "real_read = f.read_image_bytes\n"
+            "def read_bytes(p):\n"  # every SR image read by the scorer, as it reads it
             "    data = real_read(p)\n"
-            "    if 'sr/ds/x2' in str(p): read.setdefault(p.name, data)\n"
+            "    if 'sr/ds/x2' in str(p): read.setdefault(Path(p).name, data)\n"
             "    return data\n"
-            "Path.read_bytes = read_bytes\n"
+            "f.read_image_bytes = read_bytes\n"
             "real_score = f.score_image\n"
             "calls = []\n"
             "def score_image(*a, **k):\n"
@@ -819,12 +818,12 @@ def scenarios() -> list[Scenario]:
         folder(work, "ds", 2)
         script = work / "unreadable.py"
         script.write_text(
-            "import errno, os\nfrom pathlib import Path\nfrom sr_bench.evaluate import main\n"
-            "real = Path.read_bytes\n"
-            "def read_bytes(p):\n"
-            "    if p.name == 'im1.png': raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(p))\n"
-            "    return real(p)\n"
-            "Path.read_bytes = read_bytes\n"
+            "import builtins, errno, os\nfrom pathlib import Path\nimport sr_bench.images\n"
+            "from sr_bench.evaluate import main\n"
+            "def fake_open(p, *a, **k):\n"  # the open() sr_bench.images reads image files with
+            "    if Path(p).name == 'im1.png': raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(p))\n"
+            "    return builtins.open(p, *a, **k)\n"
+            "sr_bench.images.open = fake_open\n"
             "raise SystemExit(main(['--model', 'bicubic', '--datasets', 'ds', '--scales', '2', '--no-progress', "
             "'--records', 'rec.jsonl']))\n")
         return [str(script)]
