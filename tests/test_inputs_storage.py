@@ -35,23 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 
-@pytest.fixture
-def disk_full_for(monkeypatch):
-    """``disk_full_for(name)``: fsync of a temp file being written for ``name`` fails with ENOSPC."""
-    if not Path("/proc/self/fd").is_dir():
-        pytest.skip("needs /proc/self/fd to tell which file an fsync is for")
-    real = os.fsync
-    names: set[str] = set()
-
-    def fsync(fd: int) -> None:
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if any(Path(path).name.startswith(f".{n}.") and path.endswith(".tmp") for n in names):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return names.add
-
 
 @pytest.fixture(autouse=True)
 def _fresh_cache_state(monkeypatch):

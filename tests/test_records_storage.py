@@ -140,24 +140,6 @@ def test_a_symlink_into_a_missing_folder_is_refused_by_name(tmp_path):
 # --- full disks and read-only folders ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def disk_full_for(monkeypatch):
-    """``disk_full_for(name)``: fsync of a temp file being written for ``name`` fails with ENOSPC,
-    as on a full disk (the data reaches the disk, or fails to, at fsync)."""
-    if not Path("/proc/self/fd").is_dir():
-        pytest.skip("needs /proc/self/fd to tell which file an fsync is for")
-    real = os.fsync
-    names: set[str] = set()
-
-    def fsync(fd: int) -> None:
-        path = os.readlink(f"/proc/self/fd/{fd}")
-        if any(Path(path).name.startswith(f".{n}.") and path.endswith(".tmp") for n in names):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return names.add
-
 
 
 def _state(folder: Path) -> dict[str, bytes]:
