@@ -332,9 +332,9 @@ def decode_oriented(data: bytes, path: str | os.PathLike = "<bytes>") -> tuple[n
     try:
         with _open(io.BytesIO(data), path) as opened:
             orientation = _orientation(opened)
-            if opened.format == "PNG":
-                _check_png_data(data, path)
             opened.load()
+            if opened.format == "PNG" and _may_lack_rows(opened):
+                _check_png_data(data, path)
             # PIL applies a TIFF's orientation itself while loading (and drops the tag): only a
             # tag still there after loading is sr_bench's to apply
             pending = orientation if _orientation(opened) == orientation else 1
@@ -360,6 +360,17 @@ def _png_data_size(ihdr: bytes) -> int:
         cols, rows = max(0, -(-(w - x0) // dx)), max(0, -(-(h - y0) // dy))
         total += rows * (1 + -(-cols * bits // 8)) if cols and rows else 0
     return total
+
+
+def _may_lack_rows(im: Image.Image) -> bool:
+    """Whether a loaded PNG could be one whose data ended early. PIL's decoder writes whole rows
+    only, into zeroed memory, so a sequential PNG that lost rows ends with an all-zero row: any
+    other last row proves it complete without inflating the data a second time. Interlaced
+    files spread their rows over seven passes and are always checked."""
+    if im.info.get("interlace"):
+        return True
+    w, h = im.size
+    return not np.asarray(im.crop((0, h - 1, w, h))).any()
 
 
 def _check_png_data(data: bytes, path: str | os.PathLike) -> None:
