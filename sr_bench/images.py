@@ -61,6 +61,7 @@ __all__ = [
     "decode_oriented",
     "max_pixels",
     "set_max_pixels",
+    "file_kind_problem",
     "file_problem",
     "write_image",
     "atomic_write",
@@ -138,23 +139,34 @@ def max_pixels() -> int:
     return value
 
 
-def file_problem(path: str | os.PathLike) -> str | None:
-    """Why ``path`` cannot be read as an image file (missing, a folder, a FIFO or device, a
-    symlink loop), or None for a regular file (symlinks followed)."""
+def file_kind_problem(path: str | os.PathLike, what: str, missing: str = "does not exist",
+                      other_kind: str | None = None) -> str | None:
+    """Why ``path`` cannot be read as ``what`` ("a records file"): missing (``missing``, or a
+    dangling symlink), a symlink loop, a folder, a FIFO (reading would block for ever), a socket or
+    a device (``/dev/zero`` never ends), said as "is a FIFO, not ``other_kind``" (default
+    ``what``); None for a regular file (symlinks followed)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
             return f"is a symlink to {os.readlink(os.fspath(path))}, which does not exist"
-        return "no such file"
+        return missing
     except OSError as e:
-        return "is a symlink loop" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror or e})"
+        if e.errno == errno.ENOTDIR:
+            return "cannot be there: a part of its path is a file, not a folder"
+        return "is a symlink loop (it leads back to itself)" if e.errno == errno.ELOOP else \
+            f"cannot be read ({e.strerror or e})"
     if stat.S_ISDIR(st.st_mode):
-        return "is a folder, not an image file"
+        return f"is a folder, not {what}"
     if not stat.S_ISREG(st.st_mode):
         kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
-        return f"is {kind}, not a regular file"
+        return f"is {kind}, not {other_kind or what}"
     return None
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as an image file, or None for a regular file."""
+    return file_kind_problem(path, "an image file", missing="no such file", other_kind="a regular file")
 
 
 def _png_bit_depth(head: bytes) -> int | None:

@@ -21,14 +21,12 @@ written through: the target is replaced, the link stays.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import json
 import logging
 import os
 import secrets
 import socket
-import stat
 import tempfile
 import threading
 import time
@@ -37,7 +35,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sr_bench.errors import StorageError, UsageError, storage_error
-from sr_bench.images import OutputIsFolderError, _host_tag, _pid_alive, _temp_prefix, _umask, remove_stale_temps
+from sr_bench.images import (
+    OutputIsFolderError,
+    _host_tag,
+    _pid_alive,
+    _temp_prefix,
+    _umask,
+    file_kind_problem,
+    remove_stale_temps,
+)
 
 __all__ = [
     "HEARTBEAT_S", "LOCK_DIR", "STALE_AFTER_S", "LockOwner", "LockTimeout", "StorageError", "commit_files",
@@ -76,29 +82,6 @@ def write_target(path: str | os.PathLike) -> Path:
         raise StorageError(f"{path}: is a symlink to {target}, whose folder does not exist (an unmounted share?); "
                            f"mount it, or pass another path")
     return target
-
-
-def file_kind_problem(path: str | os.PathLike, what: str) -> str | None:
-    """Why ``path`` cannot be read as ``what`` ("a records file"): it does not exist (or is a
-    dangling symlink), is a symlink loop, a folder, a FIFO (reading would block for ever), a
-    socket or a device (``/dev/zero`` never ends); None for a regular file (symlinks followed)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return f"is a symlink to {os.readlink(os.fspath(path))}, which does not exist"
-        return "does not exist"
-    except OSError as e:
-        if e.errno == errno.ENOTDIR:
-            return "cannot be there: a part of its path is a file, not a folder"
-        return "is a symlink loop (it leads back to itself)" if e.errno == errno.ELOOP else \
-            f"cannot be read ({e.strerror or e})"
-    if stat.S_ISDIR(st.st_mode):
-        return f"is a folder, not {what}"
-    if not stat.S_ISREG(st.st_mode):
-        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device"
-        return f"is {kind}, not {what}"
-    return None
 
 
 def _identity(path: Path) -> tuple[object, ...]:
