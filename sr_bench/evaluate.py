@@ -37,7 +37,7 @@ from sr_bench import baselines, cli, sr_folder
 from sr_bench import weights as wts
 from sr_bench.cli import DataError, UsageError, command
 from sr_bench.data import Dataset, benchmark_names, open_dataset
-from sr_bench.images import as_batch, quantize
+from sr_bench.images import as_batch, file_kind_problem, quantize
 from sr_bench.inference import memory_size_arg, parse_dtype, prepare_model, resolve_device, super_resolve_modes
 from sr_bench.labels import check_label, csv_text
 from sr_bench.models import create, get_spec, names, parse_option
@@ -46,7 +46,7 @@ from sr_bench.precision import ieee_float32, math_mode
 from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
 from sr_bench.records import Companion, Record, append_records, default_label, environment, read_records, records_lock
 from sr_bench.scoring import DataFingerprint, dataset_identity, score_image, set_fields
-from sr_bench.storage import file_kind_problem, refuse_same_file, write_target, write_text
+from sr_bench.storage import refuse_same_file, write_target, write_text
 from sr_bench.tables.table3 import write_table3
 from sr_bench.weights.basicsr_options import read_basicsr_options
 

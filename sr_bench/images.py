@@ -62,6 +62,7 @@ __all__ = [
     "max_pixels",
     "set_max_pixels",
     "file_kind_problem",
+    "open_temp_beside",
     "file_problem",
     "write_image",
     "atomic_write",
@@ -539,6 +540,29 @@ class OutputIsFolderError(IsADirectoryError):
         return str(self.args[0])
 
 
+def _refuse_non_file(path: Path) -> None:
+    if path.is_dir():
+        raise OutputIsFolderError(f"{path}: is a folder; pass the path of a file to write (inside it, or a new name)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise OutputIsFolderError(f"{path.parent}: is a file, not a folder; {path} cannot be written there")
+
+
+def _mkstemp_beside(path: Path) -> tuple[int, Path]:
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path.name)}{_host_tag()}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
+    return fd, Path(tmp)
+
+
+def open_temp_beside(path: Path) -> tuple[int, Path]:
+    """An open temp file (fd, path) in ``path``'s folder, made if needed, named
+    ``.NAME.HOST.PID.RANDOM.tmp`` after removing what killed writers of ``path`` left there;
+    :class:`OutputIsFolderError` when ``path`` cannot be a file. Disk errors are raised as they come."""
+    _refuse_non_file(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    return _mkstemp_beside(path)
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp_path)`` and rename the result onto ``path``: readers never see a partial file.
 
@@ -548,15 +572,8 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     A full disk, a read-only folder, a quota or a name too long is one :class:`StorageError`
     line naming ``path`` and the errno, and the file at ``path`` stays as it was."""
     path = Path(path)
-    if path.is_dir():
-        raise OutputIsFolderError(f"{path}: is a folder; pass the path of a file to write (inside it, or a new name)")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise OutputIsFolderError(f"{path.parent}: is a file, not a folder; {path} cannot be written there")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(path)
-        fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path.name)}{_host_tag()}.{os.getpid()}.", suffix=".tmp",
-                                   dir=path.parent)
+        fd, tmp = open_temp_beside(path)
     except OSError as e:
         raise _write_error(path, e) from None
     os.close(fd)
@@ -585,10 +602,7 @@ def check_writable(path: str | os.PathLike) -> Path:
     path = Path(path)
     if len(os.fsencode(path.name)) > NAME_MAX:
         raise storage_error(path, OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG)), "write")
-    if path.is_dir():
-        raise OutputIsFolderError(f"{path}: is a folder; pass the path of a file to write (inside it, or a new name)")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise OutputIsFolderError(f"{path.parent}: is a file, not a folder; {path} cannot be written there")
+    _refuse_non_file(path)
     made = []
     folder = path.parent
     while not folder.exists() and folder.parent != folder:
@@ -596,8 +610,7 @@ def check_writable(path: str | os.PathLike) -> Path:
         folder = folder.parent
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path.name)}{_host_tag()}.{os.getpid()}.", suffix=".tmp",
-                                   dir=path.parent)
+        fd, tmp = _mkstemp_beside(path)
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:

@@ -50,9 +50,10 @@ from typing import Any, NamedTuple, TypedDict
 
 from sr_bench import cli
 from sr_bench.data.registry import DATASETS
+from sr_bench.images import file_kind_problem
 from sr_bench.labels import label_problem
 from sr_bench.paths import results_and_records
-from sr_bench.storage import LockTimeout, commit_files, file_kind_problem, file_lock, storage_error, write_target
+from sr_bench.storage import LockTimeout, commit_files, file_lock, storage_error, write_target
 from sr_bench.version import __version__
 
 __all__ = [

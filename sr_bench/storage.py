@@ -27,7 +27,6 @@ import logging
 import os
 import secrets
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,13 +35,10 @@ from pathlib import Path
 
 from sr_bench.errors import StorageError, UsageError, storage_error
 from sr_bench.images import (
-    OutputIsFolderError,
-    _host_tag,
     _pid_alive,
-    _temp_prefix,
     _umask,
     file_kind_problem,
-    remove_stale_temps,
+    open_temp_beside,
 )
 
 __all__ = [
@@ -332,14 +328,7 @@ def file_lock(target: str | os.PathLike, *, timeout: float = 600.0, stale_after:
 def _stage(target: Path, text: str) -> Path:
     """``text`` in a fsynced temp file beside ``target``, named as ``images.atomic_write`` names
     its temps (so a killed writer's leftovers are cleaned by the next write)."""
-    if target.is_dir():
-        raise OutputIsFolderError(f"{target}: is a folder; pass the path of a file to write (inside it, or a new name)")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise OutputIsFolderError(f"{target.parent}: is a file, not a folder; {target} cannot be written there")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target)
-    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(target.name)}{_host_tag()}.{os.getpid()}.", suffix=".tmp",
-                               dir=target.parent)
+    fd, tmp = open_temp_beside(target)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
@@ -347,9 +336,9 @@ def _stage(target: Path, text: str) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return Path(tmp)
+    return tmp
 
 
 def _previous(target: Path) -> bytes | None:
