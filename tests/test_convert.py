@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_nets import tiny
 
-from sr_bench import models
 from sr_bench.images import read_image, to_tensor
 from sr_bench.weights import (
     CONVERTERS,
@@ -25,11 +25,6 @@ from sr_bench.weights import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 DIV2K_MEAN = torch.tensor([0.4488, 0.4371, 0.4040]).view(1, 3, 1, 1)  # BasicSR's EDSR default rgb_mean
-
-
-def tiny(scale=2, seed=0, blocks=2, filters=8, **kw):
-    torch.manual_seed(seed)
-    return models.create("edsr-baseline", scale=scale, blocks=blocks, filters=filters, **kw)
 
 
 def same_weights(a, b):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from tiny_nets import meta, tiny
 
 from sr_bench import models, weights
 from sr_bench.weights import (
@@ -30,16 +31,6 @@ BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny(scale=2, seed=0, **kw):
-    torch.manual_seed(seed)
-    return models.create("edsr-baseline", scale=scale, blocks=kw.pop("blocks", 2), filters=kw.pop("filters", 8), **kw)
-
-
-def meta(name, scale=None, **kw):
-    with torch.device("meta"):
-        return models.create(name, scale=scale, **kw)
 
 
 def sha256(path):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_nets import meta, tiny
 
-from sr_bench import models
 from sr_bench.weights import (
     WeightsMismatchError,
     check_state_dict,
@@ -19,16 +19,6 @@ from sr_bench.weights import (
 from sr_bench.weights.describe import suggest_create
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny(scale=2, seed=0, **kw):
-    torch.manual_seed(seed)
-    return models.create("edsr-baseline", scale=scale, blocks=kw.pop("blocks", 2), filters=kw.pop("filters", 8), **kw)
-
-
-def meta(name, scale=None, **kw):
-    with torch.device("meta"):
-        return models.create(name, scale=scale, **kw)
 
 
 def _refusal(model, state) -> str:
