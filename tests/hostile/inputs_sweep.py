@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from harness import run_command, unshare_works  # tests/hostile/, the script's own folder
 from PIL import Image
 
 HERE = Path(__file__).resolve()
@@ -153,14 +154,6 @@ def expect_refusal(*words: str) -> Callable[[Result, Path], tuple[str, str]]:
     return judge
 
 
-def unshare_works() -> bool:
-    try:
-        done = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt && true"],
-                              capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
 
 def _disk_script(disk: Path, stage: Path, mode: str) -> str:
     fill = (f"dd if=/dev/zero of={disk}/.filler bs=4k >/dev/null 2>&1; "
@@ -189,15 +182,7 @@ def run(s: Scenario, work: Path, code: Path, python: str, unshare: bool) -> tupl
             return "n/a", "needs unshare -rm (a mount namespace) for a real tmpfs", 0.0
         argv = ["unshare", "-rm", "sh", "-c", _disk_script(work / "disk", work / "stage", s.disk), "sh", *argv]
     t0 = time.monotonic()
-    p = subprocess.Popen(argv, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         errors="backslashreplace", start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=s.timeout)
-        rc: int | None = p.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        rc = None
+    rc, out, err = run_command(argv, work, env, s.timeout)
     mounted = {}
     if "__SHA__" in err:
         err, _, tail = err.partition("__SHA__\n")

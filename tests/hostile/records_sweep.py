@@ -43,7 +43,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -54,6 +53,8 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from harness import run_command, unshare_works  # tests/hostile/, the script's own folder
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -1087,14 +1088,6 @@ def _disk_script(work: Path, mode: str) -> str:
             f"\"$@\"; rc=$?; mkdir -p {after}; cp -a {disk}/. {after}/ 2>/dev/null; rm -f {after}/.filler*; exit $rc")
 
 
-def unshare_works() -> bool:
-    try:
-        done = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-                              capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
 
 # --- mixed-up paths ------------------------------------------------------------------------------------
 
@@ -1153,15 +1146,7 @@ def run_one(s: Scenario, work: Path, unshare: bool) -> tuple[str, str, float]:
             return "n/a", "needs unshare -rm (a mount namespace) for a real tmpfs", 0.0
         argv = ["unshare", "-rm", "sh", "-c", _disk_script(work, s.disk), "sh", *argv]
     t0 = time.monotonic()
-    p = subprocess.Popen(argv, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         errors="backslashreplace", start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=s.timeout)
-        rc: int | None = p.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        rc = None
+    rc, out, err = run_command(argv, work, env, s.timeout)
     r = Run(rc, out, err, time.monotonic() - t0, work)
     outcome, note = s.judge(r)
     return outcome, note.replace(str(work), "<work>"), r.seconds
