@@ -14,7 +14,6 @@ background thread while the current one runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import dataclasses
 import io
@@ -37,7 +36,7 @@ from sr_bench import baselines, cli, sr_folder
 from sr_bench import weights as wts
 from sr_bench.cli import DataError, UsageError, command
 from sr_bench.data import Dataset, benchmark_names, open_dataset
-from sr_bench.images import as_batch, file_kind_problem, quantize
+from sr_bench.images import as_batch, check_writable, file_kind_problem, quantize
 from sr_bench.inference import memory_size_arg, parse_dtype, prepare_model, resolve_device, super_resolve_modes
 from sr_bench.labels import check_label, csv_text
 from sr_bench.models import create, get_spec, names, parse_option
@@ -411,22 +410,7 @@ def check_output(path: Path, what: str, option: str) -> None:
     problem = file_kind_problem(path, "a file sr_bench can replace")
     if problem is not None and problem != "does not exist" and not problem.startswith("is a symlink to"):
         raise UsageError(f"{option} {path} {problem}; pass the path of a regular file (or a new name)")
-    made, folder = [], path.parent
-    while not folder.exists() and folder.parent != folder:
-        made.append(folder)
-        folder = folder.parent
-    try:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UsageError(f"{option} {path}: cannot create its folder {path.parent} ({e.strerror or e}); "
-                             f"pass a path in a folder you can write") from None
-        if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise UsageError(f"{option} {path}: not writable; pass a path in a folder you can write")
-    finally:
-        for new in made:
-            with contextlib.suppress(OSError):
-                new.rmdir()
+    check_writable(path)  # a probe file (a full or read-only disk: one line); folders made for it are removed again
 
 
 def _slot(r: Record) -> tuple:
